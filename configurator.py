@@ -1,0 +1,61 @@
+"""
+Configuration from plain-Python files and --key=value overrides, with typos caught.
+
+    python train.py config/mst_tiny.py --max_iters=500 --grow_mode=random
+
+Every name a config file defines, and every --key, must already be a default in train.py,
+and its value must have the default's type (an int is accepted where a float is expected).
+Anything else stops the run before it starts, with one line saying what is wrong.
+"""
+
+import difflib
+import os
+import types
+from ast import literal_eval
+
+
+class ConfigError(ValueError):
+    pass
+
+
+def _checked(key, value, defaults, origin):
+    if key not in defaults:
+        close = difflib.get_close_matches(key, defaults, n=1)
+        hint = f" (did you mean '{close[0]}'?)" if close else ""
+        raise ConfigError(f"{origin}: unknown config key '{key}'{hint}")
+    expected = type(defaults[key])
+    if defaults[key] is None or isinstance(value, expected) and not (expected is int and isinstance(value, bool)):
+        return value
+    if expected is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if expected is tuple and isinstance(value, list):
+        return tuple(value)
+    raise ConfigError(f"{origin}: '{key}' must be {expected.__name__}, got {value!r} ({type(value).__name__})")
+
+
+def load_config(defaults, argv):
+    """Return a dict of the settings that `argv` (config files and --key=value) changes."""
+    config = {}
+    for arg in argv:
+        if not arg.startswith("--"):
+            if not os.path.isfile(arg):
+                raise ConfigError(f"config file '{arg}' not found")
+            namespace = {}
+            try:
+                exec(compile(open(arg).read(), arg, "exec"), namespace)
+            except Exception as e:  # a config file that does not run is a config error
+                raise ConfigError(f"{arg}: {type(e).__name__}: {e}") from None
+            for key, value in namespace.items():
+                if key.startswith("_") or isinstance(value, types.ModuleType):
+                    continue
+                config[key] = _checked(key, value, defaults, arg)
+            continue
+        key, sep, text = arg[2:].partition("=")
+        if not sep:
+            raise ConfigError(f"'{arg}': overrides are written --key=value")
+        try:
+            value = literal_eval(text)
+        except (ValueError, SyntaxError):
+            value = text  # a bare word is a string: --dataset=openwebtext
+        config[key] = _checked(key, value, defaults, f"--{key}")
+    return config

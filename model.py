@@ -1,0 +1,228 @@
+"""
+GPT-2 in one file, with Hybrid Sparse Attention (HSA) built in.
+
+The attention pattern is switched while the model runs (`model.set_attention(mode)`):
+dense causal attention goes through scaled_dot_product_attention (flash on GPUs);
+the sparse patterns go through FlexAttention with a block mask that is built once per
+(pattern, sequence length) and cached, so no T x T mask ever exists on the GPU.
+On the CPU, where FlexAttention has no backward, the same pattern is passed to SDPA
+as a boolean mask.
+
+Patterns (query i attends key j, always j <= i):
+  dense        every earlier key
+  local        i - j < W
+  strided      local, or (i - j) % S == 0                  (Child et al. 2019, "strided")
+  fixed        i // S == j // S, or j % S == S - 1          (Child et al. 2019, "fixed", c=1)
+  blocksparse  block-aligned strided: with b = attn_block, qb = i // b, kb = j // b,
+               qb - kb < W // b, or (qb - kb) % (S // b) == 0
+The first four are the papers' definitions. `strided` and `fixed` pick single columns
+in every key block, so a block-sparse kernel cannot skip any block for them; they are
+here for fidelity. `blocksparse` keeps or drops whole b x b tiles, so FlexAttention
+skips the dropped tiles' work: it is the pattern to use for speed.
+"""
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+try:
+    from torch.nn.attention.flex_attention import create_block_mask, flex_attention
+except ImportError:  # torch < 2.5: only the boolean-mask path is available
+    create_block_mask = flex_attention = None
+
+ATTENTION_MODES = ("dense", "local", "strided", "fixed", "blocksparse")
+
+
+@dataclass
+class GPTConfig:
+    block_size: int = 1024
+    vocab_size: int = 50304  # GPT-2's 50257 padded up to a multiple of 64 for speed
+    n_layer: int = 12
+    n_head: int = 12
+    n_embd: int = 768
+    dropout: float = 0.0
+    bias: bool = False
+    attn_window: int = 256  # W: keys in the local window
+    attn_stride: int = 512  # S: stride of the strided/summary keys
+    attn_block: int = 128  # tile size of FlexAttention and of the blocksparse pattern
+
+
+def pattern_mask_mod(mode, window, stride, block):
+    """The pattern as a FlexAttention mask_mod; it also broadcasts over index grids."""
+    if mode == "dense":
+        return lambda b, h, q, k: q >= k
+    if mode == "local":
+        return lambda b, h, q, k: (q >= k) & (q - k < window)
+    if mode == "strided":
+        return lambda b, h, q, k: (q >= k) & ((q - k < window) | ((q - k) % stride == 0))
+    if mode == "fixed":
+        return lambda b, h, q, k: (q >= k) & ((q // stride == k // stride) | (k % stride == stride - 1))
+    if mode == "blocksparse":
+        window_blocks, stride_blocks = window // block, stride // block
+        def mask_mod(b, h, q, k):
+            block_distance = q // block - k // block
+            return (q >= k) & ((block_distance < window_blocks) | (block_distance % stride_blocks == 0))
+        return mask_mod
+    raise ValueError(f"unknown attention mode {mode!r}; choose one of {ATTENTION_MODES}")
+
+
+def check_attention_config(config):
+    """Raise ValueError (one line) if W, S or the tile size cannot work with block_size."""
+    W, S, b, T = config.attn_window, config.attn_stride, config.attn_block, config.block_size
+    if not (0 < W <= T and 0 < S <= T):
+        raise ValueError(f"attn_window={W} and attn_stride={S} must lie in [1, block_size={T}]")
+    if b <= 0 or W % b or S % b:
+        raise ValueError(f"attn_window={W} and attn_stride={S} must be multiples of attn_block={b} "
+                         "(the blocksparse pattern keeps whole tiles)")
+
+
+def pattern_density(mode, T, window, stride, block):
+    """Kept (query, key) pairs of the pattern over those of a dense causal mask."""
+    i = torch.arange(T)
+    kept = pattern_mask_mod(mode, window, stride, block)(None, None, i[:, None], i[None, :]).sum().item()
+    return kept / (T * (T + 1) / 2)
+
+
+class CausalSelfAttention(nn.Module):
+
+    def __init__(self, config):
+        super().__init__()
+        assert config.n_embd % config.n_head == 0
+        self.c_attn = nn.Linear(config.n_embd, 3 * config.n_embd, bias=config.bias)
+        self.c_proj = nn.Linear(config.n_embd, config.n_embd, bias=config.bias)
+        self.resid_dropout = nn.Dropout(config.dropout)
+        self.n_head, self.dropout = config.n_head, config.dropout
+
+    def forward(self, x, pattern):
+        B, T, C = x.size()
+        q, k, v = self.c_attn(x).split(C, dim=2)
+        q, k, v = (t.view(B, T, self.n_head, C // self.n_head).transpose(1, 2) for t in (q, k, v))
+        dropout_p = self.dropout if self.training else 0.0
+        if pattern is None:
+            y = F.scaled_dot_product_attention(q, k, v, dropout_p=dropout_p, is_causal=True)
+        elif isinstance(pattern, torch.Tensor):  # boolean (T, T) mask: the CPU path
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=pattern, dropout_p=dropout_p)
+        else:  # a FlexAttention BlockMask (it has no attention dropout)
+            y = flex_attention(q, k, v, block_mask=pattern)
+        y = y.transpose(1, 2).contiguous().view(B, T, C)
+        return self.resid_dropout(self.c_proj(y))
+
+
+class MLP(nn.Module):
+
+    def __init__(self, config):
+        super().__init__()
+        self.c_fc = nn.Linear(config.n_embd, 4 * config.n_embd, bias=config.bias)
+        self.c_proj = nn.Linear(4 * config.n_embd, config.n_embd, bias=config.bias)
+        self.dropout = nn.Dropout(config.dropout)
+
+    def forward(self, x):
+        return self.dropout(self.c_proj(F.gelu(self.c_fc(x))))
+
+
+class Block(nn.Module):
+
+    def __init__(self, config):
+        super().__init__()
+        self.ln_1 = nn.LayerNorm(config.n_embd, bias=config.bias)
+        self.attn = CausalSelfAttention(config)
+        self.ln_2 = nn.LayerNorm(config.n_embd, bias=config.bias)
+        self.mlp = MLP(config)
+
+    def forward(self, x, pattern):
+        x = x + self.attn(self.ln_1(x), pattern)
+        return x + self.mlp(self.ln_2(x))
+
+
+class GPT(nn.Module):
+
+    def __init__(self, config):
+        super().__init__()
+        check_attention_config(config)
+        self.config = config
+        self.transformer = nn.ModuleDict(dict(
+            wte=nn.Embedding(config.vocab_size, config.n_embd),
+            wpe=nn.Embedding(config.block_size, config.n_embd),
+            drop=nn.Dropout(config.dropout),
+            h=nn.ModuleList([Block(config) for _ in range(config.n_layer)]),
+            ln_f=nn.LayerNorm(config.n_embd, bias=config.bias),
+        ))
+        self.lm_head = nn.Linear(config.n_embd, config.vocab_size, bias=False)
+        self.transformer.wte.weight = self.lm_head.weight  # tied input and output embeddings
+        self.apply(self._init_weights)
+        # GPT-2: residual projections get std 0.02/sqrt(2 * n_layer), so that the residual
+        # stream's variance does not grow with depth.
+        for name, p in self.named_parameters():
+            if name.endswith("c_proj.weight"):
+                torch.nn.init.normal_(p, mean=0.0, std=0.02 / math.sqrt(2 * config.n_layer))
+        self.attn_mode = "dense"
+        self.attn_backend = None  # None: FlexAttention on CUDA, boolean mask elsewhere
+        self._patterns = {}  # (mode, backend, T, device) -> BlockMask or bool tensor
+
+    def _init_weights(self, module):
+        if isinstance(module, nn.Linear):
+            torch.nn.init.normal_(module.weight, mean=0.0, std=0.02)
+            if module.bias is not None:
+                torch.nn.init.zeros_(module.bias)
+        elif isinstance(module, nn.Embedding):
+            torch.nn.init.normal_(module.weight, mean=0.0, std=0.02)
+
+    def num_params(self, non_embedding=True):
+        n = sum(p.numel() for p in self.parameters())
+        return n - self.transformer.wpe.weight.numel() if non_embedding else n
+
+    def set_attention(self, mode, backend=None):
+        """Switch the attention pattern; `backend` forces 'flex' or 'mask' (for tests)."""
+        pattern_mask_mod(mode, 1, 1, 1)  # validates the name
+        self.attn_mode, self.attn_backend = mode, backend
+
+    def attention_pattern(self, T, device):
+        """What the blocks get for the current mode: None (dense), a BlockMask or a bool mask."""
+        if self.attn_mode == "dense":
+            return None
+        backend = self.attn_backend or ("flex" if device.type == "cuda" else "mask")
+        key = (self.attn_mode, backend, T, str(device))
+        if key not in self._patterns:
+            c = self.config
+            mask_mod = pattern_mask_mod(self.attn_mode, c.attn_window, c.attn_stride, c.attn_block)
+            if backend == "flex":
+                if create_block_mask is None:
+                    raise RuntimeError("sparse attention on CUDA needs torch>=2.5 (FlexAttention)")
+                self._patterns[key] = create_block_mask(mask_mod, None, None, T, T, device=device,
+                                                        BLOCK_SIZE=c.attn_block)
+            else:
+                i = torch.arange(T, device=device)
+                self._patterns[key] = mask_mod(None, None, i[:, None], i[None, :])
+        return self._patterns[key]
+
+    def forward(self, idx, targets=None):
+        B, T = idx.size()
+        if T > self.config.block_size:
+            raise ValueError(f"sequence of length {T} exceeds block_size {self.config.block_size}")
+        pattern = self.attention_pattern(T, idx.device)
+        pos = torch.arange(T, dtype=torch.long, device=idx.device)
+        x = self.transformer.drop(self.transformer.wte(idx) + self.transformer.wpe(pos))
+        for block in self.transformer.h:
+            x = block(x, pattern)
+        x = self.transformer.ln_f(x)
+        if targets is None:  # generation: only the last position's logits are needed
+            return self.lm_head(x[:, [-1], :]), None
+        logits = self.lm_head(x)
+        loss = F.cross_entropy(logits.view(-1, logits.size(-1)), targets.view(-1), ignore_index=-1)
+        return logits, loss
+
+    @torch.no_grad()
+    def generate(self, idx, max_new_tokens, temperature=1.0, top_k=None, generator=None):
+        for _ in range(max_new_tokens):
+            context = idx if idx.size(1) <= self.config.block_size else idx[:, -self.config.block_size:]
+            logits, _ = self(context)
+            logits = logits[:, -1, :] / temperature
+            if top_k is not None:
+                kth = torch.topk(logits, min(top_k, logits.size(-1))).values[:, [-1]]
+                logits = logits.masked_fill(logits < kth, -float("inf"))
+            next_id = torch.multinomial(F.softmax(logits, dim=-1), num_samples=1, generator=generator)
+            idx = torch.cat((idx, next_id), dim=1)
+        return idx

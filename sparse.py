@@ -1,0 +1,300 @@
+"""
+Mixed Sparsity Training: the sparsity schedule, the masks, prune-and-regrow, FLOP counting.
+
+Vocabulary (RigL's):
+  density        fraction of a weight matrix that is live (1 - sparsity)
+  mask           bool tensor, True where the weight is live; masked weights are exactly 0
+  prune          turn live weights off: the smallest |w|
+  grow / regrow  turn dead weights on: the largest |dense gradient|, random ones, or a mix
+  drop fraction  share of the live weights swapped at an update, cosine-annealed
+
+Sparsity Variation (SV) moves the global target through three phases:
+  warmup       [0, sparsify_end)           initial_sparsity -> peak_sparsity (cubic ramp)
+  ultra        [sparsify_end, ultra_end)   peak_sparsity held
+  restoration  [ultra_end, restore_end)    peak_sparsity -> final_sparsity (cubic ramp)
+  final        [restore_end, max_iters)    final_sparsity held (dense by default)
+Every `update_interval` steps the topology is updated: each layer prunes and grows so that
+its live count lands exactly on its Erdős–Rényi share of the current target.
+
+Weights that a topology update grows start at exactly 0, and so do their Adam moments.
+Gradients are masked before the optimizer step, so the moments of dead weights stay 0 and
+the clipping norm sees only live gradients; the masked weight's gradient is still dense when
+the update reads it (it is computed before the masking), so growing costs no extra pass.
+"""
+
+import math
+from dataclasses import dataclass
+
+import torch
+
+PHASES = ("warmup", "ultra", "restoration", "final")
+GROW_MODES = ("gradient", "random", "mixed")
+
+
+@dataclass
+class SparsitySchedule:
+    max_iters: int
+    sparsify_end: int
+    ultra_end: int
+    restore_end: int
+    initial_sparsity: float = 0.0
+    peak_sparsity: float = 0.9
+    final_sparsity: float = 0.0
+    update_interval: int = 100  # ΔT
+    drop_fraction: float = 0.3
+    drop_schedule: str = "global"  # cosine over the whole sparse run, or restarted each phase
+    restoration_shape: str = "early"  # 'early': regrow mostly early; 'late': warm-up mirrored in time
+
+    def validate(self):
+        """One-line ValueError for any setting that cannot make a schedule."""
+        for name in ("initial_sparsity", "peak_sparsity", "final_sparsity"):
+            if not 0.0 <= getattr(self, name) < 1.0:
+                raise ValueError(f"{name}={getattr(self, name)} must lie in [0, 1)")
+        if not 0 <= self.sparsify_end <= self.ultra_end <= self.restore_end <= self.max_iters:
+            raise ValueError(f"phase boundaries must satisfy 0 <= sparsify_end ({self.sparsify_end}) <= ultra_end "
+                             f"({self.ultra_end}) <= restore_end ({self.restore_end}) <= max_iters ({self.max_iters})")
+        if self.update_interval <= 0:
+            raise ValueError(f"update_interval={self.update_interval} must be a positive number of steps")
+        if not 0.0 <= self.drop_fraction <= 1.0:
+            raise ValueError(f"drop_fraction={self.drop_fraction} must lie in [0, 1]")
+        if self.restoration_shape not in ("early", "late"):
+            raise ValueError(f"restoration_shape={self.restoration_shape!r} must be 'early' or 'late'")
+        if self.drop_schedule not in ("global", "phase"):
+            raise ValueError(f"drop_schedule={self.drop_schedule!r} must be 'global' or 'phase'")
+
+    def phase(self, step):
+        if step < self.sparsify_end:
+            return "warmup"
+        if step < self.ultra_end:
+            return "ultra"
+        return "restoration" if step < self.restore_end else "final"
+
+    def _phase_span(self, step):
+        return {"warmup": (0, self.sparsify_end), "ultra": (self.sparsify_end, self.ultra_end),
+                "restoration": (self.ultra_end, self.restore_end),
+                "final": (self.restore_end, self.max_iters)}[self.phase(step)]
+
+    def target_sparsity(self, step):
+        # Zhu & Gupta's cubic, s_end + (s_start - s_end)(1 - u)^3, moves fast at first and settles
+        # gently. Restoration uses it too by default ('early'): weights regrow early and get most
+        # of the phase to train. 'late' mirrors the warm-up in time: it holds the sparsity (and
+        # saves FLOPs) longer, and densifies fast at the end.
+        phase = self.phase(step)
+        if phase == "ultra":
+            return self.peak_sparsity
+        if phase == "final":
+            return self.final_sparsity
+        start, end = self._phase_span(step)
+        s_from, s_to = ((self.initial_sparsity, self.peak_sparsity) if phase == "warmup"
+                        else (self.peak_sparsity, self.final_sparsity))
+        u = (step - start) / (end - start)
+        if phase == "restoration" and self.restoration_shape == "late":
+            return s_to + (s_from - s_to) * (1.0 - u ** 3)
+        return s_to + (s_from - s_to) * (1.0 - u) ** 3
+
+    def is_update_step(self, step):
+        # restore_end is always an update, so the run lands on final_sparsity exactly.
+        return 0 < step <= self.restore_end and (step % self.update_interval == 0 or step == self.restore_end)
+
+    def current_drop_fraction(self, step):
+        start, end = (0, self.restore_end) if self.drop_schedule == "global" else self._phase_span(step)
+        u = (step - start) / max(end - start, 1)
+        return 0.5 * self.drop_fraction * (1.0 + math.cos(math.pi * min(u, 1.0)))
+
+
+def erdos_renyi_densities(shapes, density, kind="erdos_renyi"):
+    """Per-layer densities whose parameter-weighted mean is `density`.
+
+    Erdős–Rényi: density_l = eps * (n_in + n_out) / (n_in * n_out). A layer whose density would
+    exceed 1 is made dense and eps is solved again over the rest.
+    """
+    numels = [r * c for r, c in shapes]
+    if kind == "uniform":
+        return [density] * len(shapes)
+    if kind != "erdos_renyi":
+        raise ValueError(f"unknown sparsity distribution {kind!r}; choose 'erdos_renyi' or 'uniform'")
+    raw = [(r + c) / (r * c) for r, c in shapes]
+    dense = set()
+    while True:
+        budget = density * sum(numels) - sum(numels[i] for i in dense)
+        eps = budget / sum(raw[i] * numels[i] for i in range(len(shapes)) if i not in dense)
+        overflow = {i for i in range(len(shapes)) if i not in dense and eps * raw[i] > 1.0}
+        if not overflow:
+            return [1.0 if i in dense else eps * raw[i] for i in range(len(shapes))]
+        dense |= overflow
+
+
+def sparse_parameters(model, include_embedding=False):
+    """The weights MST makes sparse: every Linear weight in the transformer blocks."""
+    names = [n for n, p in model.named_parameters() if n.startswith("transformer.h.") and
+             n.endswith(".weight") and p.dim() == 2]
+    if include_embedding:
+        names.append("transformer.wte.weight")  # tied with lm_head, so the output layer too
+    params = dict(model.named_parameters())
+    return [(n, params[n]) for n in names]
+
+
+class MaskGroup:
+    """Weights of one shape. They share a density, so their masks are stacked into one tensor
+    and each update does one batched topk per group instead of one per layer."""
+
+    def __init__(self, names, params):
+        self.names, self.params = names, params
+        self.numel = params[0].numel()  # per layer
+        self.mask = torch.ones(len(params), self.numel, dtype=torch.bool, device=params[0].device)
+        self.live = self.numel  # live weights per layer; exact, so no device sync to read it
+
+
+class MixedSparsity:
+    """Owns the masks of a model and applies the MST schedule to them."""
+
+    def __init__(self, model, schedule, distribution="erdos_renyi", grow_mode="mixed",
+                 grow_gradient_share=0.75, include_embedding=False, seed=0):
+        schedule.validate()
+        if grow_mode not in GROW_MODES:
+            raise ValueError(f"grow_mode={grow_mode!r} must be one of {GROW_MODES}")
+        if not 0.0 <= grow_gradient_share <= 1.0:
+            raise ValueError(f"grow_gradient_share={grow_gradient_share} must lie in [0, 1]")
+        self.schedule, self.distribution = schedule, distribution
+        self.grow_mode, self.grow_gradient_share = grow_mode, grow_gradient_share
+        by_shape = {}
+        for name, p in sparse_parameters(model, include_embedding):
+            by_shape.setdefault(tuple(p.shape), []).append((name, p))
+        self.groups = [MaskGroup([n for n, _ in g], [p for _, p in g]) for g in by_shape.values()]
+        self.shapes = list(by_shape)
+        # One generator, seeded alike on every rank: the random part of growing (and the
+        # initial random topology) is then identical across DDP replicas by construction.
+        self.generator = torch.Generator(device=self.groups[0].mask.device).manual_seed(seed)
+        self.last_update_changed = 0
+        self._initial_topology()
+
+    # -- bookkeeping ---------------------------------------------------------------------
+    def target_counts(self, step):
+        densities = erdos_renyi_densities(self.shapes, 1.0 - self.schedule.target_sparsity(step),
+                                          self.distribution)
+        return [round(d * g.numel) for d, g in zip(densities, self.groups)]
+
+    @property
+    def is_dense(self):
+        return all(g.live == g.numel for g in self.groups)
+
+    def density(self):
+        """Live fraction over all sparse weights, from the exact counts."""
+        return sum(g.live * len(g.params) for g in self.groups) / sum(g.numel * len(g.params) for g in self.groups)
+
+    def layer_densities(self):
+        return {name: g.live / g.numel for g in self.groups for name in g.names}
+
+    def _initial_topology(self):
+        # A run that starts sparse (initial_sparsity > 0) starts from a random ER topology.
+        for g, n_target in zip(self.groups, self.target_counts(0)):
+            if n_target < g.numel:
+                scores = torch.rand(g.mask.shape, generator=self.generator, device=g.mask.device)
+                keep = torch.topk(scores, n_target, dim=1).indices
+                g.mask.zero_().scatter_(1, keep, True)
+                g.live = n_target
+        self.apply_to_weights()
+
+    # -- every step ----------------------------------------------------------------------
+    @torch.no_grad()
+    def apply_to_gradients(self):
+        if self.is_dense:
+            return
+        for g in self.groups:
+            for p, m in zip(g.params, g.mask):
+                if p.grad is not None:
+                    p.grad.mul_(m.view_as(p))
+
+    @torch.no_grad()
+    def apply_to_weights(self):
+        if self.is_dense:
+            return
+        for g in self.groups:
+            for p, m in zip(g.params, g.mask):
+                p.mul_(m.view_as(p))
+
+    # -- every update_interval steps -----------------------------------------------------
+    @torch.no_grad()
+    def prune_and_regrow(self, step, optimizer=None):
+        """Move every layer's live count to its target for `step`, swapping a drop fraction.
+
+        Reads the dense gradient in p.grad (call it after backward, before masking gradients).
+        Zeroes the weights and Adam moments at every pruned and grown position.
+        """
+        drop_fraction = self.schedule.current_drop_fraction(step)
+        changed = 0
+        for g, n_target in zip(self.groups, self.target_counts(step)):
+            n_live, numel = g.live, g.numel
+            # Swap as many as the drop fraction asks, within what the layer can give and take.
+            n_swap = min(int(drop_fraction * n_live), min(n_live, n_target), numel - max(n_live, n_target))
+            n_prune = n_swap + max(0, n_live - n_target)  # sparsity rising: prune more than grow
+            n_grow = n_swap + max(0, n_target - n_live)  # sparsity falling: grow more than prune
+            if n_prune == 0 and n_grow == 0:
+                continue
+            old = g.mask
+            new = old.clone()
+            weights = torch.stack([p.detach().reshape(-1) for p in g.params]).abs()
+            if n_prune:
+                scores = weights.masked_fill_(~old, float("inf"))
+                new.scatter_(1, torch.topk(scores, n_prune, dim=1, largest=False).indices, False)
+            n_by_gradient = {"gradient": n_grow, "random": 0,
+                             "mixed": round(n_grow * self.grow_gradient_share)}[self.grow_mode]
+            if n_by_gradient:  # candidates: weights dead before this update
+                grads = torch.stack([p.grad.reshape(-1) for p in g.params]).abs()
+                scores = grads.masked_fill_(old, -1.0)
+                new.scatter_(1, torch.topk(scores, n_by_gradient, dim=1).indices, True)
+            if n_grow - n_by_gradient:  # random picks among the dead not grown by gradient
+                scores = torch.rand(old.shape, generator=self.generator, device=old.device)
+                scores.masked_fill_(old | new, -1.0)
+                new.scatter_(1, torch.topk(scores, n_grow - n_by_gradient, dim=1).indices, True)
+            reset = ~(old & new)  # pruned, grown, and still dead: all must hold exact zeros
+            for i, p in enumerate(g.params):
+                p.masked_fill_(reset[i].view_as(p), 0.0)
+                state = optimizer.state.get(p, {}) if optimizer is not None else {}
+                for moment in ("exp_avg", "exp_avg_sq"):
+                    if moment in state:
+                        state[moment].masked_fill_(reset[i].view_as(p), 0.0)
+            g.mask.copy_(new)
+            g.live = n_live - n_prune + n_grow
+            changed += (n_prune + n_grow) * len(g.params)
+        self.last_update_changed = changed
+        return changed
+
+    def mask_fingerprint(self):
+        """A float64 checksum of every mask's positions: equal across ranks iff masks agree
+        (up to a vanishing chance of collision); all-reduce min and max to check."""
+        total = torch.zeros((), dtype=torch.float64, device=self.groups[0].mask.device)
+        for g in self.groups:
+            weights = (torch.arange(g.mask.numel(), device=g.mask.device) % 65521 + 1).to(torch.float64)
+            total += (g.mask.view(-1).to(torch.float64) * weights).sum()
+        return total
+
+    # -- checkpointing -------------------------------------------------------------------
+    def state_dict(self):
+        return {"masks": {",".join(g.names): g.mask.cpu() for g in self.groups},
+                "live": [g.live for g in self.groups],
+                "generator": self.generator.get_state()}
+
+    def load_state_dict(self, state):
+        for g, live in zip(self.groups, state["live"]):
+            g.mask.copy_(state["masks"][",".join(g.names)])
+            g.live = live
+        self.generator.set_state(state["generator"])
+
+
+def training_flops_per_token(n_layer, n_embd, seq_len, linear_numels, linear_densities, other_linear_numel,
+                             attention_density=1.0, dense_weight_gradient=False):
+    """Training FLOPs (forward + backward) per token, counted from the densities.
+
+    Each Linear with N weights at density d costs 2Nd (forward) + 2Nd (input gradient) + 2Nd
+    (weight gradient), the last one 2N when the step needs the dense gradient (a topology
+    update that grows by gradient). `other_linear_numel` counts dense Linears (lm_head).
+    Causal attention costs 12 * n_embd * keys per layer (QK^T and AV, forward 4, backward 8),
+    with (seq_len + 1) / 2 keys per query for a dense causal mask, scaled by the pattern's
+    density. Layer norms, softmax and the embedding lookup are left out, as is usual.
+    """
+    flops = 6 * other_linear_numel
+    for numel, density in zip(linear_numels, linear_densities):
+        flops += 4 * numel * density + 2 * numel * (1.0 if dense_weight_gradient else density)
+    flops += n_layer * 12 * n_embd * attention_density * (seq_len + 1) / 2
+    return flops

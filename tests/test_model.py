@@ -1,0 +1,137 @@
+"""GPT-2 and Hybrid Sparse Attention against brute-force definitions and a float64 reference."""
+
+import math
+import warnings
+
+import pytest
+import torch
+
+from model import ATTENTION_MODES, GPT, GPTConfig, check_attention_config, pattern_density, pattern_mask_mod
+
+T, W, S, BLOCK = 48, 8, 12, 4
+
+
+def brute_force_allowed(mode, i, j, window=W, stride=S, block=BLOCK):
+    """The patterns as the papers state them, one (query, key) pair at a time."""
+    if j > i:
+        return False
+    if mode == "dense":
+        return True
+    if mode == "local":
+        return i - j < window
+    if mode == "strided":  # Child et al.: the previous `window` positions, and every stride-th one back
+        return i - j < window or (i - j) % stride == 0
+    if mode == "fixed":  # Child et al.: the own block, and the last ("summary") cell of every block
+        return i // stride == j // stride or j % stride == stride - 1
+    if mode == "blocksparse":  # whole tiles: the nearest window/block tiles, then every stride/block-th tile back
+        qb, kb = i // block, j // block
+        return qb - kb < window // block or (qb - kb) % (stride // block) == 0
+    raise AssertionError(mode)
+
+
+def brute_force_mask(mode, n=T):
+    return torch.tensor([[brute_force_allowed(mode, i, j) for j in range(n)] for i in range(n)])
+
+
+@pytest.mark.parametrize("mode", ATTENTION_MODES)
+def test_pattern_matches_brute_force(mode):
+    i = torch.arange(T)
+    mask = pattern_mask_mod(mode, W, S, BLOCK)(None, None, i[:, None], i[None, :])
+    assert torch.equal(mask, brute_force_mask(mode))
+    assert pattern_density(mode, T, W, S, BLOCK) == pytest.approx(brute_force_mask(mode).sum().item() / (T * (T + 1) / 2))
+
+
+def test_blocksparse_keeps_whole_tiles():
+    mask = brute_force_mask("blocksparse")
+    tiles = mask.view(T // BLOCK, BLOCK, T // BLOCK, BLOCK).transpose(1, 2).flatten(2)
+    for qb in range(T // BLOCK):
+        for kb in range(qb):  # strictly below the diagonal, a tile is all kept or all dropped
+            assert tiles[qb, kb].all() or not tiles[qb, kb].any()
+
+
+def reference_attention(q, k, v, allowed):
+    """float64 softmax attention written out with an explicit mask."""
+    q, k, v = q.double(), k.double(), v.double()
+    scores = q @ k.transpose(-1, -2) / math.sqrt(q.size(-1))
+    scores = scores.masked_fill(~allowed, float("-inf"))
+    return torch.softmax(scores, dim=-1) @ v
+
+
+def model_config(**kw):
+    args = dict(block_size=T, vocab_size=97, n_layer=2, n_head=2, n_embd=16, attn_window=W, attn_stride=S,
+                attn_block=BLOCK)
+    args.update(kw)
+    return GPTConfig(**args)
+
+
+def reference_forward(model, idx, mode):
+    """The whole GPT forward in float64 with the brute-force mask: an independent re-derivation."""
+    sd = {k: v.double() for k, v in model.state_dict().items()}
+    c = model.config
+    B, n = idx.shape
+    allowed = brute_force_mask(mode, n)
+    x = sd["transformer.wte.weight"][idx] + sd["transformer.wpe.weight"][:n]
+    ln = lambda x, p: torch.nn.functional.layer_norm(x, (c.n_embd,), sd[p + ".weight"])
+    for layer in range(c.n_layer):
+        p = f"transformer.h.{layer}."
+        h = ln(x, p + "ln_1") @ sd[p + "attn.c_attn.weight"].T
+        q, k, v = (t.view(B, n, c.n_head, -1).transpose(1, 2) for t in h.split(c.n_embd, dim=2))
+        y = reference_attention(q, k, v, allowed).transpose(1, 2).reshape(B, n, c.n_embd)
+        x = x + y @ sd[p + "attn.c_proj.weight"].T
+        h = torch.nn.functional.gelu(ln(x, p + "ln_2") @ sd[p + "mlp.c_fc.weight"].T)
+        x = x + h @ sd[p + "mlp.c_proj.weight"].T
+    return ln(x, "transformer.ln_f") @ sd["lm_head.weight"].T
+
+
+@pytest.mark.parametrize("backend", ["mask", "flex"])
+@pytest.mark.parametrize("mode", ATTENTION_MODES)
+def test_model_output_matches_float64_reference(mode, backend):
+    torch.manual_seed(0)
+    model = GPT(model_config()).eval()
+    idx = torch.randint(0, 97, (2, T))
+    targets = torch.randint(0, 97, (2, T))
+    model.set_attention(mode, backend=backend)
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # FlexAttention warns that it runs uncompiled on the CPU
+        logits, loss = model(idx, targets)
+    ref = reference_forward(model, idx, mode)
+    assert torch.allclose(logits.double(), ref, atol=2e-5, rtol=1e-4)
+    ref_loss = torch.nn.functional.cross_entropy(ref.view(-1, 97), targets.view(-1))
+    assert loss.item() == pytest.approx(ref_loss.item(), rel=1e-5)
+
+
+def test_sparse_attention_changes_the_output_and_switches_back():
+    torch.manual_seed(0)
+    model = GPT(model_config()).eval()
+    idx = torch.randint(0, 97, (1, T))
+    with torch.no_grad():
+        dense = model(idx, idx)[0]
+        model.set_attention("local")
+        local = model(idx, idx)[0]
+        model.set_attention("dense")
+        again = model(idx, idx)[0]
+    assert not torch.allclose(dense, local)
+    assert torch.equal(dense, again)
+
+
+def test_model_shapes_init_and_tied_embedding():
+    torch.manual_seed(0)
+    cfg = model_config(n_layer=12, n_embd=64, n_head=4, vocab_size=50304, block_size=64, attn_window=32,
+                       attn_stride=32, attn_block=16)
+    model = GPT(cfg)
+    assert model.lm_head.weight is model.transformer.wte.weight
+    std_proj = model.transformer.h[0].mlp.c_proj.weight.std().item()
+    std_fc = model.transformer.h[0].mlp.c_fc.weight.std().item()
+    assert std_fc == pytest.approx(0.02, rel=0.05)
+    assert std_proj == pytest.approx(0.02 / math.sqrt(24), rel=0.05)  # scaled residual init
+    logits, _ = model(torch.zeros(2, 5, dtype=torch.long))
+    assert logits.shape == (2, 1, 50304)
+
+
+def test_attention_config_checks():
+    with pytest.raises(ValueError):
+        check_attention_config(model_config(attn_window=6))  # not a multiple of attn_block
+    with pytest.raises(ValueError):
+        check_attention_config(model_config(attn_stride=2 * T))  # does not fit block_size
+    with pytest.raises(ValueError):
+        GPT(model_config()).set_attention("sliding")

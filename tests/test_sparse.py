@@ -1,0 +1,232 @@
+"""The MST machinery against hand computations and brute-force references."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from model import GPT, GPTConfig
+from sparse import (MixedSparsity, SparsitySchedule, erdos_renyi_densities, sparse_parameters,
+                    training_flops_per_token)
+
+
+# -- Erdős–Rényi --------------------------------------------------------------------------
+
+def test_er_two_layers_by_hand():
+    # Layers 4x4 (raw score 8/16 = 0.5) and 2x8 (raw 10/16 = 0.625), 16 weights each.
+    # Target density 0.5 of 32 weights = 16 live: eps * (0.5*16 + 0.625*16) = 16, eps = 8/9.
+    d = erdos_renyi_densities([(4, 4), (2, 8)], 0.5)
+    assert d == pytest.approx([4 / 9, 5 / 9])
+
+
+def test_er_overflowing_layer_becomes_dense_and_rest_is_resolved():
+    # A 1x2 layer has raw score 1.5: at density 0.9 it would exceed 1, so it is made dense
+    # and the 10x10 layer (raw 0.2) takes the rest: 0.9 * 102 - 2 = 89.8 of its 100 weights.
+    d = erdos_renyi_densities([(1, 2), (10, 10)], 0.9)
+    assert d == pytest.approx([1.0, 0.898])
+
+
+def test_er_gpt2_124m_layer_set_by_hand():
+    C = 768
+    shapes = [(3 * C, C), (C, C), (4 * C, C), (C, 4 * C)] * 12  # c_attn, attn.c_proj, c_fc, mlp.c_proj
+    d = erdos_renyi_densities(shapes, 0.1)
+    raw = {"qkv": (3 * C + C) / (3 * C * C), "proj": 2 * C / (C * C), "fc": 5 * C / (4 * C * C)}
+    numel = {"qkv": 3 * C * C, "proj": C * C, "fc": 4 * C * C}
+    # the live budget: 10% of 12 * (3 + 1 + 4 + 4) C^2 weights
+    eps = 0.1 * 12 * 12 * C * C / (12 * (raw["qkv"] * numel["qkv"] + raw["proj"] * numel["proj"]
+                                         + 2 * raw["fc"] * numel["fc"]))
+    assert d[:4] == pytest.approx([eps * raw["qkv"], eps * raw["proj"], eps * raw["fc"], eps * raw["fc"]])
+    live = sum(di * r * c for di, (r, c) in zip(d, shapes))
+    assert live == pytest.approx(0.1 * sum(r * c for r, c in shapes))
+    # raw * numel per layer is 4C + 2C + 5C + 5C, so 0.1 * 12 * 12 C^2 = eps * 12 * 16 C
+    assert eps == pytest.approx(0.1 * 12 * C / 16)
+
+
+def test_uniform_distribution():
+    assert erdos_renyi_densities([(4, 4), (2, 8)], 0.3, kind="uniform") == [0.3, 0.3]
+
+
+# -- Sparsity Variation --------------------------------------------------------------------
+
+def schedule(**kw):
+    args = dict(max_iters=1000, sparsify_end=200, ultra_end=700, restore_end=900, initial_sparsity=0.0,
+                peak_sparsity=0.9, final_sparsity=0.0, update_interval=50)
+    args.update(kw)
+    return SparsitySchedule(**args)
+
+
+def test_schedule_boundaries_and_phases():
+    s = schedule()
+    assert s.target_sparsity(0) == 0.0 and s.phase(0) == "warmup"
+    assert s.target_sparsity(100) == pytest.approx(0.9 * (1 - 0.5 ** 3))  # the cubic at mid-ramp
+    assert s.target_sparsity(200) == 0.9 and s.phase(200) == "ultra"
+    assert s.target_sparsity(699) == 0.9 and s.phase(700) == "restoration"
+    assert s.target_sparsity(700) == pytest.approx(0.9)
+    assert s.target_sparsity(800) == pytest.approx(0.9 * 0.5 ** 3)
+    assert s.target_sparsity(900) == 0.0 and s.phase(900) == "final"
+    late = schedule(restoration_shape="late")
+    assert late.target_sparsity(800) == pytest.approx(0.9 * (1 - 0.5 ** 3))
+
+
+def test_schedule_monotonic_within_phases():
+    s = schedule(initial_sparsity=0.2, final_sparsity=0.1)
+    warm = [s.target_sparsity(t) for t in range(0, 200)]
+    restore = [s.target_sparsity(t) for t in range(700, 900)]
+    assert all(a < b for a, b in zip(warm, warm[1:]))
+    assert all(a > b for a, b in zip(restore, restore[1:]))
+    assert warm[0] == pytest.approx(0.2) and s.target_sparsity(950) == 0.1
+
+
+def test_drop_fraction_cosine():
+    s = schedule(drop_fraction=0.4)
+    assert s.current_drop_fraction(0) == pytest.approx(0.4)
+    assert s.current_drop_fraction(450) == pytest.approx(0.2)
+    assert s.current_drop_fraction(900) == pytest.approx(0.0)
+    per_phase = schedule(drop_fraction=0.4, drop_schedule="phase")
+    assert per_phase.current_drop_fraction(200) == pytest.approx(0.4)  # restarts at each phase
+    assert per_phase.current_drop_fraction(450) == pytest.approx(0.2)
+
+
+@pytest.mark.parametrize("kw", [dict(peak_sparsity=1.0), dict(initial_sparsity=-0.1), dict(ultra_end=100),
+                                dict(restore_end=1001), dict(update_interval=0), dict(drop_schedule="x")])
+def test_schedule_rejects_bad_values(kw):
+    with pytest.raises(ValueError):
+        schedule(**kw).validate()
+
+
+def test_update_steps():
+    s = schedule(restore_end=910)
+    steps = [t for t in range(1000) if s.is_update_step(t)]
+    assert steps[:2] == [50, 100] and steps[-2:] == [900, 910]  # restore_end always updates
+
+
+# -- prune and regrow ----------------------------------------------------------------------
+
+def tiny_model(seed=0):
+    torch.manual_seed(seed)
+    return GPT(GPTConfig(block_size=16, vocab_size=64, n_layer=2, n_head=2, n_embd=16, attn_window=8,
+                         attn_stride=8, attn_block=4))
+
+
+def make_sparse(model, grow_mode="mixed", **kw):
+    return MixedSparsity(model, schedule(**kw), grow_mode=grow_mode, seed=3)
+
+
+def fake_step(model, opt, seed):
+    """A real backward, so that Adam state exists and gradients are dense."""
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randint(0, 64, (4, 16), generator=g)
+    _, loss = model(x, x)
+    opt.zero_grad()
+    loss.backward()
+
+
+def test_update_hits_exact_counts_and_zeroes_weights_and_moments():
+    model = tiny_model()
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-2)
+    sp = make_sparse(model, max_iters=200, sparsify_end=40, ultra_end=140, restore_end=180, update_interval=10)
+    for step in range(1, 200):
+        fake_step(model, opt, step)
+        if sp.schedule.is_update_step(step):
+            old = [g.mask.clone() for g in sp.groups]
+            sp.prune_and_regrow(step, opt)
+            targets = sp.target_counts(step)
+            for g, o, n in zip(sp.groups, old, targets):
+                assert (g.mask.sum(dim=1) == n).all() and g.live == n
+                grown = g.mask & ~o
+                for i, p in enumerate(g.params):
+                    flat = p.detach().reshape(-1)
+                    assert (flat[grown[i]] == 0).all()  # grown weights start at 0
+                    assert (flat[~g.mask[i]] == 0).all()
+                    st = opt.state[p]
+                    for moment in ("exp_avg", "exp_avg_sq"):
+                        m = st[moment].reshape(-1)
+                        assert (m[~g.mask[i]] == 0).all() and (m[grown[i]] == 0).all()
+        sp.apply_to_gradients()
+        opt.step()
+        sp.apply_to_weights()
+        if step in (50, 100):  # in ultra, masked weights and moments stay exactly 0 between updates
+            for g in sp.groups:
+                for i, p in enumerate(g.params):
+                    assert (p.detach().reshape(-1)[~g.mask[i]] == 0).all()
+                    assert (opt.state[p]["exp_avg"].reshape(-1)[~g.mask[i]] == 0).all()
+        if step == 100:
+            assert sp.density() == pytest.approx(0.1, abs=0.01)
+        if step == 180:
+            break
+    assert sp.is_dense  # restoration ends at dense
+
+
+@pytest.mark.parametrize("grow_mode", ["gradient", "random", "mixed"])
+def test_prune_and_grow_follow_their_rules(grow_mode):
+    """Brute force: pruned = smallest |w| among live; grown-by-gradient = largest |g| among dead."""
+    model = tiny_model(1)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-2)
+    sp = make_sparse(model, grow_mode=grow_mode, sparsify_end=0, initial_sparsity=0.5, peak_sparsity=0.5,
+                     drop_fraction=0.4)
+    fake_step(model, opt, 0)
+    opt.step()
+    sp.apply_to_weights()
+    fake_step(model, opt, 1)
+    g = sp.groups[0]
+    old = g.mask.clone()
+    weights = torch.stack([p.detach().reshape(-1).clone() for p in g.params])
+    grads = torch.stack([p.grad.reshape(-1).clone() for p in g.params])
+    n_live = g.live
+    n_swap = int(sp.schedule.current_drop_fraction(50) * n_live)
+    sp.prune_and_regrow(50, opt)
+    n_grad = {"gradient": n_swap, "random": 0, "mixed": round(0.75 * n_swap)}[grow_mode]
+    for i in range(len(g.params)):
+        live_idx = np.flatnonzero(old[i].numpy())
+        dead_idx = np.flatnonzero(~old[i].numpy())
+        pruned = set(np.flatnonzero((old[i] & ~g.mask[i]).numpy()))
+        grown = set(np.flatnonzero((~old[i] & g.mask[i]).numpy()))
+        assert len(pruned) == n_swap and len(grown) == n_swap
+        w = weights[i].abs().numpy().astype(np.float64)
+        expected_pruned = set(live_idx[np.argsort(w[live_idx], kind="stable")[:n_swap]])
+        assert pruned == expected_pruned
+        gr = grads[i].abs().numpy().astype(np.float64)
+        by_grad = set(dead_idx[np.argsort(-gr[dead_idx], kind="stable")[:n_grad]])
+        assert by_grad <= grown  # the gradient picks are the top-|g| dead weights
+        rest = grown - by_grad
+        assert len(rest) == n_swap - n_grad  # the remainder is drawn at random among the other dead
+        if grow_mode == "random" and n_swap >= 10:
+            # random picks are not the top-gradient ones (would happen by chance with tiny odds)
+            top = set(dead_idx[np.argsort(-gr[dead_idx])[:n_swap]])
+            assert grown != top
+
+
+def test_sparse_parameter_selection():
+    model = tiny_model()
+    names = [n for n, _ in sparse_parameters(model)]
+    assert names == [f"transformer.h.{i}.{m}.weight" for i in range(2)
+                     for m in ("attn.c_attn", "attn.c_proj", "mlp.c_fc", "mlp.c_proj")]
+    assert [n for n, _ in sparse_parameters(model, include_embedding=True)][-1] == "transformer.wte.weight"
+
+
+def test_state_dict_round_trip():
+    model = tiny_model()
+    sp = make_sparse(model, sparsify_end=0, initial_sparsity=0.7, peak_sparsity=0.7)
+    state = sp.state_dict()
+    other = make_sparse(tiny_model(5), sparsify_end=0, initial_sparsity=0.2, peak_sparsity=0.7)
+    other.load_state_dict(state)
+    for a, b in zip(sp.groups, other.groups):
+        assert torch.equal(a.mask, b.mask) and a.live == b.live
+    assert torch.equal(torch.rand(5, generator=sp.generator), torch.rand(5, generator=other.generator))
+
+
+# -- FLOPs ---------------------------------------------------------------------------------
+
+def test_flops_by_hand():
+    # One layer, n_embd 4, T 3: two sparse Linears (10 weights at density 0.5, 20 at 0.25), a
+    # dense lm_head of 8 weights, attention at density 0.5.
+    # linears: 6*8 + (4*10*0.5 + 2*10*0.5) + (4*20*0.25 + 2*20*0.25) = 48 + 30 + 30 = 108
+    # attention: 12 * 4 * 0.5 * (3+1)/2 = 48
+    assert training_flops_per_token(1, 4, 3, [10, 20], [0.5, 0.25], 8, 0.5) == pytest.approx(156)
+    # a dense-gradient step pays the full weight gradient: + 2*10*0.5 + 2*20*0.75
+    assert training_flops_per_token(1, 4, 3, [10, 20], [0.5, 0.25], 8, 0.5, True) == pytest.approx(156 + 10 + 30)
+    # dense GPT-2 124M, 1024 tokens: the familiar 6N per token plus causal attention
+    N_blocks, N_head = 12 * 12 * 768 ** 2, 50304 * 768
+    dense = training_flops_per_token(12, 768, 1024, [N_blocks], [1.0], N_head)
+    assert dense == pytest.approx(6 * (N_blocks + N_head) + 12 * 12 * 768 * 512.5)
