@@ -170,9 +170,12 @@ class MixedSparsity:
 
     # -- bookkeeping ---------------------------------------------------------------------
     def target_counts(self, step):
-        densities = erdos_renyi_densities(self.shapes, 1.0 - self.schedule.target_sparsity(step),
+        # ER weighs every layer by its size, so a group of 12 layers counts 12 times.
+        layer_shapes = [shape for shape, g in zip(self.shapes, self.groups) for _ in g.params]
+        densities = erdos_renyi_densities(layer_shapes, 1.0 - self.schedule.target_sparsity(step),
                                           self.distribution)
-        return [round(d * g.numel) for d, g in zip(densities, self.groups)]
+        first_of_group = [sum(len(g.params) for g in self.groups[:i]) for i in range(len(self.groups))]
+        return [round(densities[i] * g.numel) for i, g in zip(first_of_group, self.groups)]
 
     @property
     def is_dense(self):
@@ -196,22 +199,20 @@ class MixedSparsity:
         self.apply_to_weights()
 
     # -- every step ----------------------------------------------------------------------
+    def _masked_pairs(self):
+        return [(p, m.view_as(p)) for g in self.groups if g.live < g.numel for p, m in zip(g.params, g.mask)]
+
     @torch.no_grad()
     def apply_to_gradients(self):
-        if self.is_dense:
-            return
-        for g in self.groups:
-            for p, m in zip(g.params, g.mask):
-                if p.grad is not None:
-                    p.grad.mul_(m.view_as(p))
+        pairs = [(p.grad, m) for p, m in self._masked_pairs() if p.grad is not None]
+        if pairs:  # one multi-tensor kernel launch instead of one per layer
+            torch._foreach_mul_(*map(list, zip(*pairs)))
 
     @torch.no_grad()
     def apply_to_weights(self):
-        if self.is_dense:
-            return
-        for g in self.groups:
-            for p, m in zip(g.params, g.mask):
-                p.mul_(m.view_as(p))
+        pairs = self._masked_pairs()
+        if pairs:
+            torch._foreach_mul_(*map(list, zip(*pairs)))
 
     # -- every update_interval steps -----------------------------------------------------
     @torch.no_grad()
