@@ -135,7 +135,9 @@ data_dir = os.path.join("data", dataset)
 for split in ("train", "val"):
     path = os.path.join(data_dir, f"{split}.bin")
     if not os.path.exists(path):
-        fail(f"{path} not found: run `python prepare.py {dataset}` first")
+        how = (f"python prepare.py {dataset}" if dataset in ("shakespeare", "openwebtext") else
+               "python prepare.py tokens --train ... --val ... --name " + dataset)
+        fail(f"{path} not found: make it with `{how}` (see README, Data)")
     if os.path.getsize(path) // 2 <= block_size:
         fail(f"{path} holds {os.path.getsize(path) // 2} tokens, fewer than block_size + 1 = {block_size + 1}")
 
@@ -201,8 +203,9 @@ if init_from == "resume":
         fail(f"--init_from=resume but {ckpt_path} does not exist")
     checkpoint = torch.load(ckpt_path, map_location=device, weights_only=True)  # runs no code
     saved = checkpoint["model_config"]
-    if block_size > saved["block_size"]:
-        fail(f"block_size={block_size} is larger than the checkpoint's {saved['block_size']}")
+    if block_size != saved["block_size"]:
+        fail(f"block_size={block_size} differs from the checkpoint's {saved['block_size']}; resume with "
+             f"--block_size={saved['block_size']}")
     for key in ("n_layer", "n_head", "n_embd", "vocab_size", "bias"):
         if saved[key] != getattr(model_config, key):
             fail(f"checkpoint has {key}={saved[key]} but the config asks for {getattr(model_config, key)}")
@@ -323,11 +326,15 @@ def save_checkpoint(path):
              "best_val_loss": best_val_loss, "data_generator": data_state,
              "torch_rng": torch.get_rng_state(), "flops_mst": flops_mst, "flops_dense": flops_dense}
     tmp = path + ".tmp"
-    with open(tmp, "wb") as f:
-        torch.save(state, f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "wb") as f:
+            torch.save(state, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
 
 
 def log_metrics(record):
@@ -349,7 +356,6 @@ def check_masks_agree():
 data_state = data_generator.get_state()  # before the batches of step iter_num: what a resume needs
 batches = global_batch()
 t0 = time.time()
-last_loss = None
 while True:
     phase = schedule.phase(iter_num) if mst else "dense"
     attn_mode = hsa_mode if mst and phase in hsa_phases else "dense"
@@ -377,11 +383,13 @@ while True:
         break
 
     # forward and backward over the micro-steps; DDP all-reduces only at the last one
+    loss_sum = torch.zeros((), device=device)
     for micro_step, (X, Y) in enumerate(batches):
         sync = micro_step == micro_steps - 1
         with (model.no_sync() if ddp and not sync else nullcontext()), autocast:
             _, loss = model(X, Y)
-            loss = loss / gradient_accumulation_steps * world_size
+            loss_sum += loss.detach()
+            loss = loss / micro_steps
         loss.backward()
     data_state = data_generator.get_state()
     batches = global_batch()  # drawn now so the host prepares them while the GPU works
@@ -404,9 +412,12 @@ while True:
     flops_dense += step_dense
 
     if iter_num % log_interval == 0 or iter_num == max_iters - 1:
-        last_loss = loss.item() * gradient_accumulation_steps / world_size  # syncs with the device
+        if ddp:
+            dist.all_reduce(loss_sum)
+        last_loss = loss_sum.item() / gradient_accumulation_steps  # mean over the global batch; syncs
         if not math.isfinite(last_loss):
-            fail(f"loss became {last_loss} at step {iter_num}; the last checkpoint in {out_dir} is untouched")
+            fail(f"loss became {last_loss} by step {iter_num} (checked every log_interval steps); "
+                 f"the last checkpoint in {out_dir} is untouched")
         t1 = time.time()
         dt = (t1 - t0) / (log_interval if iter_num else 1)
         t0 = t1

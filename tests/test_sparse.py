@@ -230,3 +230,17 @@ def test_flops_by_hand():
     N_blocks, N_head = 12 * 12 * 768 ** 2, 50304 * 768
     dense = training_flops_per_token(12, 768, 1024, [N_blocks], [1.0], N_head)
     assert dense == pytest.approx(6 * (N_blocks + N_head) + 12 * 12 * 768 * 512.5)
+
+
+def test_er_counts_every_layer_of_a_group():
+    # With the embedding included, groups differ in size (8 block layers of 4 shapes, 1 embedding):
+    # the global density must still be the target, and each layer's count its ER share.
+    model = tiny_model()
+    sp = MixedSparsity(model, schedule(sparsify_end=0, initial_sparsity=0.9, peak_sparsity=0.9),
+                       include_embedding=True)
+    assert sp.density() == pytest.approx(0.1, abs=1e-3)
+    shapes = [tuple(p.shape) for _, p in sparse_parameters(model, include_embedding=True)]
+    expected = erdos_renyi_densities(shapes, 0.1)
+    got = sp.layer_densities()
+    for (name, _), d in zip(sparse_parameters(model, include_embedding=True), expected):
+        assert got[name] == pytest.approx(d, abs=1e-2)
