@@ -60,8 +60,8 @@ lr_decay_iters = 600000
 min_lr = 6e-5
 # Mixed Sparsity Training
 mst = True  # False trains the dense baseline with the same loop
-sparsify_end = 150000  # end of warm-up: the target has ramped from initial to peak sparsity
-ultra_end = 450000  # end of ultra-sparsification: the peak is held until here
+sparsify_end = 60000  # end of warm-up: the target has ramped from initial to peak sparsity
+ultra_end = 480000  # end of ultra-sparsification: the peak is held until here
 restore_end = 600000  # end of restoration: the target is back at final_sparsity
 initial_sparsity = 0.0
 peak_sparsity = 0.9
