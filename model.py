@@ -226,3 +226,26 @@ class GPT(nn.Module):
             next_id = torch.multinomial(F.softmax(logits, dim=-1), num_samples=1, generator=generator)
             idx = torch.cat((idx, next_id), dim=1)
         return idx
+
+
+def load_checkpoint(path, device):
+    """The GPT that train.py saved at `path`, on `device`, and the checkpoint dict (on the CPU).
+
+    An MST checkpoint holds exact zeros at its masked weights already; the masks it carries are
+    applied once more, so the model runs on exactly the topology it was trained with. A mask that
+    does not fit the model raises ValueError.
+    """
+    checkpoint = torch.load(path, map_location="cpu", weights_only=True)  # weights_only: runs no code from the file
+    model = GPT(GPTConfig(**checkpoint["model_config"]))
+    model.load_state_dict(checkpoint["model"])
+    params = dict(model.named_parameters())
+    masks = (checkpoint.get("sparsity") or {}).get("masks", {})
+    with torch.no_grad():
+        for group, mask in masks.items():  # one row per layer of the group, flattened like the weight
+            names = group.split(",")
+            if len(names) != mask.size(0) or any(name not in params or params[name].numel() != mask.size(1)
+                                                 for name in names):
+                raise ValueError(f"the sparsity mask of {names[0]} and {len(names) - 1} more does not fit the model")
+            for name, row in zip(names, mask):
+                params[name].mul_(row.view_as(params[name]))
+    return model.to(device), checkpoint

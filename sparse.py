@@ -93,8 +93,10 @@ class SparsitySchedule:
         return s_to + (s_from - s_to) * (1.0 - u) ** 3
 
     def is_update_step(self, step):
-        # restore_end is always an update, so the run lands on final_sparsity exactly.
-        return 0 < step <= self.restore_end and (step % self.update_interval == 0 or step == self.restore_end)
+        # restore_end is always an update, so the run lands on final_sparsity; when restoration
+        # runs to the end of training, the last step (max_iters - 1) stands in for it.
+        last = min(self.restore_end, self.max_iters - 1)
+        return 0 < step <= last and (step % self.update_interval == 0 or step == last)
 
     def current_drop_fraction(self, step):
         start, end = (0, self.restore_end) if self.drop_schedule == "global" else self._phase_span(step)

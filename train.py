@@ -361,6 +361,7 @@ while True:
     attn_mode = hsa_mode if mst and phase in hsa_phases else "dense"
     if attn_mode != raw_model.attn_mode:
         raw_model.set_attention(attn_mode)
+        raw_model.attention_pattern(block_size, torch.device(device))  # build the block mask outside torch.compile
     lr = lr_at(iter_num)
     for group in optimizer.param_groups:
         group["lr"] = lr

@@ -3,7 +3,7 @@
 #   python prepare.py shakespeare && python train.py config/mst_tiny.py
 out_dir = "out/mst_tiny"
 dataset = "shakespeare"
-eval_interval = 75
+eval_interval = 60
 eval_iters = 10
 log_interval = 10
 n_layer = 4
@@ -14,14 +14,14 @@ batch_size = 8
 gradient_accumulation_steps = 1
 learning_rate = 2e-3
 min_lr = 2e-4
-max_iters = 300
-lr_decay_iters = 300
+max_iters = 240
+lr_decay_iters = 240
 warmup_iters = 20
-# Sparsity Variation: dense -> 0.9 by step 75, held to 225, back to dense at 300.
-sparsify_end = 75
-ultra_end = 225
-restore_end = 300
-update_interval = 15
+# Sparsity Variation: dense -> 0.9 by step 60, held to 180, back to dense at 240.
+sparsify_end = 60
+ultra_end = 180
+restore_end = 240
+update_interval = 12
 # In a model this small the tied embedding holds 90% of the weights; left dense it would
 # hide what the method saves.
 sparse_embedding = True

@@ -99,6 +99,8 @@ def test_update_steps():
     s = schedule(restore_end=910)
     steps = [t for t in range(1000) if s.is_update_step(t)]
     assert steps[:2] == [50, 100] and steps[-2:] == [900, 910]  # restore_end always updates
+    s = schedule(restore_end=1000)  # restoration to the very end: the last step updates
+    assert [t for t in range(1000) if s.is_update_step(t)][-2:] == [950, 999]
 
 
 # -- prune and regrow ----------------------------------------------------------------------
