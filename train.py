@@ -22,8 +22,8 @@ import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel as DDP
 
 from configurator import ConfigError, load_config
-from model import GPT, GPTConfig, pattern_density
-from sparse import MixedSparsity, SparsitySchedule, training_flops_per_token
+from model import GPT, GPTConfig, check_attention_config, pattern_density, pattern_mask_mod
+from sparse import PHASES, MixedSparsity, SparsitySchedule, training_flops_per_token
 
 # -----------------------------------------------------------------------------
 # I/O
@@ -112,12 +112,11 @@ schedule = SparsitySchedule(max_iters=max_iters, sparsify_end=sparsify_end, ultr
                             update_interval=update_interval, drop_fraction=drop_fraction,
                             drop_schedule=drop_schedule, restoration_shape=restoration_shape)
 try:
-    from model import check_attention_config, pattern_mask_mod
     check_attention_config(model_config)
     pattern_mask_mod(hsa_mode, 1, 1, 1)
     if mst:
         schedule.validate()
-    bad_phases = set(hsa_phases) - {"warmup", "ultra", "restoration", "final"}
+    bad_phases = set(hsa_phases) - set(PHASES)
     if bad_phases:
         raise ValueError(f"hsa_phases has unknown phases {sorted(bad_phases)}")
     if n_embd % n_head:
@@ -223,9 +222,12 @@ optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": weight_decay},
 
 sparsity = None
 if mst:
-    sparsity = MixedSparsity(model, schedule, distribution=sparsity_distribution, grow_mode=grow_mode,
-                             grow_gradient_share=grow_gradient_share, include_embedding=sparse_embedding,
-                             seed=seed)
+    try:
+        sparsity = MixedSparsity(model, schedule, distribution=sparsity_distribution, grow_mode=grow_mode,
+                                 grow_gradient_share=grow_gradient_share, include_embedding=sparse_embedding,
+                                 seed=seed)
+    except ValueError as e:  # grow_mode, grow_gradient_share or sparsity_distribution
+        fail(e)
 if checkpoint is not None:
     optimizer.load_state_dict(checkpoint["optimizer"])
     if sparsity is not None:

@@ -170,6 +170,8 @@ def test_non_finite_loss_stops_and_keeps_checkpoint(workdir, monkeypatch):
     (["--ultra_end=5"], "phase boundaries must satisfy"),
     (["--restore_end=19"], "phase boundaries must satisfy"),
     (["--update_interval=0"], "update_interval=0 must be a positive"),
+    (["--grow_mode=magnitude"], "grow_mode='magnitude' must be one of"),
+    (["--sparsity_distribution=er"], "unknown sparsity distribution 'er'"),
     (["--attn_window=12"], "must be multiples of attn_block"),
     (["--attn_stride=64"], "must lie in [1, block_size=32]"),
     (["--dataset=missing"], "data/missing/train.bin not found"),
