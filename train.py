@@ -247,26 +247,28 @@ if ddp:
 
 # -- FLOP accounting: MST's count from the densities, and the dense model's for the same step
 sparse_names = {name for g in (sparsity.groups if sparsity else []) for name in g.names}
-sparse_numels = [p.numel() for n, p in raw_model.named_parameters() if n in sparse_names]
+sparse_order = [n for n, p in raw_model.named_parameters() if n in sparse_names]
+sparse_numels = [raw_model.get_parameter(n).numel() for n in sparse_order]
 dense_linear_numel = sum(p.numel() for n, p in raw_model.named_parameters()
                          if p.dim() == 2 and n.startswith("transformer.h.") and n not in sparse_names)
 if "transformer.wte.weight" not in sparse_names:
     dense_linear_numel += raw_model.lm_head.weight.numel()
-attention_densities = {}
+flops_cache = {}  # the count changes only when the densities or the attention mode do
 
 
 def step_flops(attn_mode, dense_weight_gradient):
     """(MST, dense-equivalent) training FLOPs of one optimizer step."""
-    if attn_mode not in attention_densities:
-        attention_densities[attn_mode] = pattern_density(attn_mode, block_size, attn_window, attn_stride,
-                                                         attn_block)
-    densities = sparsity.layer_densities() if sparsity else {}
-    per_layer = [densities[n] for n, p in raw_model.named_parameters() if n in sparse_names]
-    mst_flops = training_flops_per_token(n_layer, n_embd, block_size, sparse_numels, per_layer, dense_linear_numel,
-                                         attention_densities[attn_mode], dense_weight_gradient)
-    dense_flops = training_flops_per_token(n_layer, n_embd, block_size, sparse_numels, [1.0] * len(sparse_numels),
-                                           dense_linear_numel)
-    return mst_flops * tokens_per_iter, dense_flops * tokens_per_iter
+    key = (attn_mode, dense_weight_gradient, tuple(g.live for g in sparsity.groups) if sparsity else ())
+    if key not in flops_cache:
+        densities = sparsity.layer_densities() if sparsity else {}
+        attention = pattern_density(attn_mode, block_size, attn_window, attn_stride, attn_block)
+        mst_flops = training_flops_per_token(n_layer, n_embd, block_size, sparse_numels,
+                                             [densities[n] for n in sparse_order], dense_linear_numel,
+                                             attention, dense_weight_gradient)
+        dense_flops = training_flops_per_token(n_layer, n_embd, block_size, sparse_numels,
+                                               [1.0] * len(sparse_numels), dense_linear_numel)
+        flops_cache[key] = (mst_flops * tokens_per_iter, dense_flops * tokens_per_iter)
+    return flops_cache[key]
 
 
 def peak_flops_per_second():
