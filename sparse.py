@@ -104,13 +104,14 @@ class SparsitySchedule:
         return 0.5 * self.drop_fraction * (1.0 + math.cos(math.pi * min(u, 1.0)))
 
 
-def erdos_renyi_densities(shapes, density, kind="erdos_renyi"):
+def erdos_renyi_densities(shapes, density, kind="erdos_renyi", counts=None):
     """Per-layer densities whose parameter-weighted mean is `density`.
 
     Erdős–Rényi: density_l = eps * (n_in + n_out) / (n_in * n_out). A layer whose density would
-    exceed 1 is made dense and eps is solved again over the rest.
+    exceed 1 is made dense and eps is solved again over the rest. `counts[i]` layers share
+    shapes[i] (default: one each).
     """
-    numels = [r * c for r, c in shapes]
+    numels = [r * c * n for (r, c), n in zip(shapes, counts or [1] * len(shapes))]
     if kind == "uniform":
         return [density] * len(shapes)
     if kind != "erdos_renyi":
@@ -163,7 +164,6 @@ class MixedSparsity:
         for name, p in sparse_parameters(model, include_embedding):
             by_shape.setdefault(tuple(p.shape), []).append((name, p))
         self.groups = [MaskGroup([n for n, _ in g], [p for _, p in g]) for g in by_shape.values()]
-        self.shapes = list(by_shape)
         # One generator, seeded alike on every rank: the random part of growing (and the
         # initial random topology) is then identical across DDP replicas by construction.
         self.generator = torch.Generator(device=self.groups[0].mask.device).manual_seed(seed)
@@ -172,12 +172,10 @@ class MixedSparsity:
 
     # -- bookkeeping ---------------------------------------------------------------------
     def target_counts(self, step):
-        # ER weighs every layer by its size, so a group of 12 layers counts 12 times.
-        layer_shapes = [shape for shape, g in zip(self.shapes, self.groups) for _ in g.params]
-        densities = erdos_renyi_densities(layer_shapes, 1.0 - self.schedule.target_sparsity(step),
-                                          self.distribution)
-        first_of_group = [sum(len(g.params) for g in self.groups[:i]) for i in range(len(self.groups))]
-        return [round(densities[i] * g.numel) for i, g in zip(first_of_group, self.groups)]
+        densities = erdos_renyi_densities([tuple(g.params[0].shape) for g in self.groups],
+                                          1.0 - self.schedule.target_sparsity(step), self.distribution,
+                                          counts=[len(g.params) for g in self.groups])
+        return [round(d * g.numel) for d, g in zip(densities, self.groups)]
 
     @property
     def is_dense(self):

@@ -176,10 +176,14 @@ if master:
 data_generator = torch.Generator().manual_seed(seed)
 
 
-def get_batch(split, generator, micro_step=None):
-    # Re-open the memmap each time: a long-lived memmap grows resident memory without bound.
+def batch_starts(split, generator, n):
+    """Draw n batches' start offsets; every rank draws all of them, to keep the generators in step.
+    The memmap is re-opened each time: a long-lived one grows resident memory without bound."""
     data = np.memmap(os.path.join(data_dir, f"{split}.bin"), dtype=np.uint16, mode="r")
-    ix = torch.randint(len(data) - block_size, (batch_size,), generator=generator)
+    return data, [torch.randint(len(data) - block_size, (batch_size,), generator=generator) for _ in range(n)]
+
+
+def load_batch(data, ix):
     x = torch.stack([torch.from_numpy(data[i:i + block_size].astype(np.int64)) for i in ix.tolist()])
     y = torch.stack([torch.from_numpy(data[i + 1:i + 1 + block_size].astype(np.int64)) for i in ix.tolist()])
     if device_type == "cuda":
@@ -188,9 +192,9 @@ def get_batch(split, generator, micro_step=None):
 
 
 def global_batch():
-    """This rank's micro-batches of the next optimizer step."""
-    batches = [get_batch("train", data_generator) for _ in range(gradient_accumulation_steps)]
-    return batches[rank * micro_steps:(rank + 1) * micro_steps]
+    """This rank's micro-batches of the next optimizer step (only these are read and moved)."""
+    data, starts = batch_starts("train", data_generator, gradient_accumulation_steps)
+    return [load_batch(data, ix) for ix in starts[rank * micro_steps:(rank + 1) * micro_steps]]
 
 
 # -- model, optimizer, sparsity
@@ -304,14 +308,12 @@ def estimate_loss():
     model.eval()
     losses = {}
     for split in ("train", "val"):
-        generator = torch.Generator().manual_seed(seed + 1)
+        data, starts = batch_starts(split, torch.Generator().manual_seed(seed + 1), eval_iters)
         total = torch.zeros(2, device=device)
-        for k in range(eval_iters):
-            X, Y = get_batch(split, generator)
-            if k % world_size == rank:
-                with autocast:
-                    _, loss = model(X, Y)
-                total += torch.stack([loss.float(), torch.ones((), device=device)])
+        for ix in starts[rank::world_size]:
+            with autocast:
+                _, loss = model(*load_batch(data, ix))
+            total += torch.stack([loss.float(), torch.ones((), device=device)])
         if ddp:
             dist.all_reduce(total)
         losses[split] = (total[0] / total[1]).item()
@@ -359,7 +361,7 @@ def check_masks_agree():
 # -- training loop
 data_state = data_generator.get_state()  # before the batches of step iter_num: what a resume needs
 batches = global_batch()
-t0 = time.time()
+t0, last_logged = time.time(), iter_num - 1
 while True:
     phase = schedule.phase(iter_num) if mst else "dense"
     attn_mode = hsa_mode if mst and phase in hsa_phases else "dense"
@@ -424,8 +426,8 @@ while True:
             fail(f"loss became {last_loss} by step {iter_num} (checked every log_interval steps); "
                  f"the last checkpoint in {out_dir} is untouched")
         t1 = time.time()
-        dt = (t1 - t0) / (log_interval if iter_num else 1)
-        t0 = t1
+        dt = (t1 - t0) / (iter_num - last_logged)  # includes any evaluation in between
+        t0, last_logged = t1, iter_num
         if master:
             density = sparsity.density() if sparsity else 1.0
             target = schedule.target_sparsity(iter_num) if mst else 0.0
