@@ -15,10 +15,17 @@ Patterns (query i attends key j, always j <= i):
   fixed        i // S == j // S, or j % S == S - 1          (Child et al. 2019, "fixed", c=1)
   blocksparse  block-aligned strided: with b = attn_block, qb = i // b, kb = j // b,
                qb - kb < W // b, or (qb - kb) % (S // b) == 0
-The first four are the papers' definitions. `strided` and `fixed` pick single columns
-in every key block, so a block-sparse kernel cannot skip any block for them; they are
-here for fidelity. `blocksparse` keeps or drops whole b x b tiles, so FlexAttention
-skips the dropped tiles' work: it is the pattern to use for speed.
+The first four are the papers' definitions. `blocksparse` keeps or drops whole b x b
+tiles, so FlexAttention skips the dropped tiles' work: it is the pattern to use for speed.
+`strided` and `fixed` pick single key columns in every tile, so one block mask over them
+would skip nothing. On the GPU they are therefore computed in two parts over disjoint key
+sets, each of which does skip work, and merged exactly through the log-sum-exp of each part
+(`merge_partial_attention`):
+  strided  the local window, plus the strided keys (i - j >= W, (i - j) % S == 0). Ordering
+           the positions by i mod S puts every query's strided keys in its own contiguous run
+           of T/S positions, so that part becomes block-diagonal.
+  fixed    the own S-block, plus the T/S "summary" keys j % S == S - 1 of earlier blocks,
+           gathered into a short key sequence.
 """
 
 import math
@@ -34,6 +41,10 @@ except ImportError:  # torch < 2.5: only the boolean-mask path is available
     create_block_mask = flex_attention = None
 
 ATTENTION_MODES = ("dense", "local", "strided", "fixed", "blocksparse")
+# FlexAttention's Triton kernels need block-mask tiles at least as large as their own tiles
+# (128 on current GPUs); a pattern tile (attn_block) smaller than this still works, the kernel
+# then skips only whole 128 x 128 tiles.
+FLEX_BLOCK = 128
 
 
 @dataclass
@@ -86,6 +97,55 @@ def pattern_density(mode, T, window, stride, block):
     return kept / (T * (T + 1) / 2)
 
 
+def flex_pattern(mode, T, window, stride, block, device):
+    """The FlexAttention block masks of a pattern: (near, far, mode, stride).
+
+    `far` is None when one block mask does the whole pattern. Otherwise `near` covers the keys
+    in natural order and `far` the disjoint rest, in the order `sparse_attention` lays them out.
+    """
+    def block_mask(mask_mod, kv_len=T):
+        return create_block_mask(mask_mod, None, None, T, kv_len, device=device, BLOCK_SIZE=FLEX_BLOCK)
+
+    if mode == "strided" and T % stride == 0 and T > max(window, stride):
+        group, min_steps = T // stride, -(-window // stride)  # positions per residue class; ceil(W / S)
+        # in residue order, position p holds i = (p % group) * stride + p // group
+        far = lambda b, h, q, k: (q // group == k // group) & (q - k >= min_steps)
+        return block_mask(pattern_mask_mod("local", window, stride, block)), block_mask(far), mode, stride
+    if mode == "fixed" and T > stride:
+        near = lambda b, h, q, k: (q >= k) & (q // stride == k // stride)
+        far = lambda b, h, q, k: k < q // stride  # summary key k sits at position k * stride + stride - 1
+        return block_mask(near), block_mask(far, T // stride), mode, stride
+    return block_mask(pattern_mask_mod(mode, window, stride, block)), None, mode, stride
+
+
+def merge_partial_attention(y_near, lse_near, y_far, lse_far):
+    """Attention over the union of two disjoint key sets, from each set's output and log-sum-exp.
+
+    Each part is a softmax normalised over its own keys; the whole softmax weighs them by their
+    normalisers, exp(lse_near) and exp(lse_far). A query with no far keys has lse_far = -inf,
+    so its weight is 0.
+    """
+    far_weight = torch.sigmoid(lse_far - lse_near).unsqueeze(-1).to(y_near.dtype)
+    return y_near + far_weight * (y_far - y_near)
+
+
+def sparse_attention(q, k, v, pattern):
+    near, far, mode, stride = pattern
+    if far is None:
+        return flex_attention(q, k, v, block_mask=near)
+    y_near, lse_near = flex_attention(q, k, v, block_mask=near, return_lse=True)
+    B, H, T, D = q.shape
+    if mode == "strided":
+        to_residue_order = lambda t: t.view(B, H, T // stride, stride, D).transpose(2, 3).reshape(B, H, T, D)
+        y_far, lse_far = flex_attention(*map(to_residue_order, (q, k, v)), block_mask=far, return_lse=True)
+        y_far = y_far.view(B, H, stride, T // stride, D).transpose(2, 3).reshape(B, H, T, D)
+        lse_far = lse_far.view(B, H, stride, T // stride).transpose(2, 3).reshape(B, H, T)
+    else:  # fixed: the last key of every block
+        y_far, lse_far = flex_attention(q, k[:, :, stride - 1::stride], v[:, :, stride - 1::stride],
+                                        block_mask=far, return_lse=True)
+    return merge_partial_attention(y_near, lse_near, y_far, lse_far)
+
+
 class CausalSelfAttention(nn.Module):
 
     def __init__(self, config):
@@ -105,8 +165,8 @@ class CausalSelfAttention(nn.Module):
             y = F.scaled_dot_product_attention(q, k, v, dropout_p=dropout_p, is_causal=True)
         elif isinstance(pattern, torch.Tensor):  # boolean (T, T) mask: the CPU path
             y = F.scaled_dot_product_attention(q, k, v, attn_mask=pattern, dropout_p=dropout_p)
-        else:  # a FlexAttention BlockMask (it has no attention dropout)
-            y = flex_attention(q, k, v, block_mask=pattern)
+        else:  # FlexAttention block masks (it has no attention dropout)
+            y = sparse_attention(q, k, v, pattern)
         y = y.transpose(1, 2).contiguous().view(B, T, C)
         return self.resid_dropout(self.c_proj(y))
 
@@ -160,7 +220,7 @@ class GPT(nn.Module):
                 torch.nn.init.normal_(p, mean=0.0, std=0.02 / math.sqrt(2 * config.n_layer))
         self.attn_mode = "dense"
         self.attn_backend = None  # None: FlexAttention on CUDA, boolean mask elsewhere
-        self._patterns = {}  # (mode, backend, T, device) -> BlockMask or bool tensor
+        self._patterns = {}  # (mode, backend, T, device) -> flex_pattern(...) or bool tensor
 
     def _init_weights(self, module):
         if isinstance(module, nn.Linear):
@@ -180,21 +240,21 @@ class GPT(nn.Module):
         self.attn_mode, self.attn_backend = mode, backend
 
     def attention_pattern(self, T, device):
-        """What the blocks get for the current mode: None (dense), a BlockMask or a bool mask."""
+        """What the blocks get for the current mode: None (dense), block masks (flex_pattern) or a bool mask."""
         if self.attn_mode == "dense":
             return None
         backend = self.attn_backend or ("flex" if device.type == "cuda" else "mask")
         key = (self.attn_mode, backend, T, str(device))
         if key not in self._patterns:
             c = self.config
-            mask_mod = pattern_mask_mod(self.attn_mode, c.attn_window, c.attn_stride, c.attn_block)
             if backend == "flex":
                 if create_block_mask is None:
                     raise RuntimeError("sparse attention on CUDA needs torch>=2.5 (FlexAttention)")
-                self._patterns[key] = create_block_mask(mask_mod, None, None, T, T, device=device,
-                                                        BLOCK_SIZE=c.attn_block)
+                self._patterns[key] = flex_pattern(self.attn_mode, T, c.attn_window, c.attn_stride, c.attn_block,
+                                                   device)
             else:
                 i = torch.arange(T, device=device)
+                mask_mod = pattern_mask_mod(self.attn_mode, c.attn_window, c.attn_stride, c.attn_block)
                 self._patterns[key] = mask_mod(None, None, i[:, None], i[None, :])
         return self._patterns[key]
 
