@@ -2,6 +2,7 @@
 Speed and memory of MST against dense training, measured in one process on one GPU.
 
     python bench.py                       # GPT-2 124M at T=1024 (B=16) and T=4096 (B=4)
+    python bench.py --hsa_mode strided --shapes 4096x4:256:512     # another pattern, W and S
     python bench.py --smoke               # a tiny model on the CPU: checks the code path only
 
 For each sequence length it times, with the same model, batch and optimizer:

@@ -136,6 +136,18 @@ def test_two_part_attention_gradients_match_the_single_mask(mode, monkeypatch):
         assert torch.allclose(g_flex, g_mask, atol=1e-12, rtol=1e-9)
 
 
+@pytest.mark.parametrize("mode,n,split", [("strided", T, True), ("strided", T - 4, False), ("fixed", T, True),
+                                           ("fixed", S, False), ("local", T, False), ("blocksparse", T, False)])
+def test_flex_pattern_splits_only_where_it_can(mode, n, split):
+    """strided needs S to divide T for its residue order; with no earlier block, fixed has no far part."""
+    from model import flex_pattern
+    near, far, _, _ = flex_pattern(mode, n, W, S, BLOCK, torch.device("cpu"))
+    assert (far is not None) == split
+    if not split:  # the one block mask is the whole pattern
+        i = torch.arange(n)
+        assert torch.equal(near.mask_mod(None, None, i[:, None], i[None, :]), brute_force_mask(mode, n))
+
+
 def test_sparse_attention_changes_the_output_and_switches_back():
     torch.manual_seed(0)
     model = GPT(model_config()).eval()
