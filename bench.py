@@ -23,7 +23,8 @@ import torch
 import torch.nn.functional as F
 from torch._dynamo.utils import counters
 
-from model import ATTENTION_MODES, GPT, GPTConfig, flex_pattern, pattern_density, pattern_mask_mod, sparse_attention
+from model import (ATTENTION_MODES, GPT, GPTConfig, flex_pattern, pattern_density, pattern_mask_mod,
+                   peak_bf16_flops, sparse_attention)
 from sparse import MixedSparsity, SparsitySchedule, training_flops_per_token
 
 parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -50,7 +51,7 @@ else:
 use_compile = device == "cuda"
 autocast = torch.autocast(device, dtype=torch.bfloat16) if device == "cuda" else torch.autocast(device, enabled=False)
 torch.backends.cuda.matmul.allow_tf32 = True
-peak = 989e12 if device == "cuda" and any(k in torch.cuda.get_device_name() for k in ("H100", "H200")) else None
+peak = peak_bf16_flops(device)
 
 
 def sync():

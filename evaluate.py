@@ -28,6 +28,7 @@ import numpy as np
 import torch
 
 from model import ATTENTION_MODES, pattern_density
+from prepare import read_batch
 from sample import Parser, autocast_for, fail, open_checkpoint, pick_device  # the CLI helpers are shared
 from sparse import SparsitySchedule, sparse_parameters, training_flops_per_token
 
@@ -56,8 +57,7 @@ def estimate_loss(model, data_path, block_size, batch_size, eval_iters, seed, de
     for _ in range(eval_iters):
         data = np.memmap(data_path, dtype=np.uint16, mode="r")
         ix = torch.randint(len(data) - block_size, (batch_size,), generator=generator)
-        x = torch.stack([torch.from_numpy(data[i:i + block_size].astype(np.int64)) for i in ix.tolist()])
-        y = torch.stack([torch.from_numpy(data[i + 1:i + 1 + block_size].astype(np.int64)) for i in ix.tolist()])
+        x, y = map(torch.from_numpy, read_batch(data, ix.tolist(), block_size))
         if max(x.max().item(), y.max().item()) >= model.config.vocab_size:
             fail(f"{data_path} has token {max(x.max().item(), y.max().item())}, outside the model's "
                  f"vocabulary of {model.config.vocab_size}: is it the dataset this model was trained on?")

@@ -134,12 +134,13 @@ def sparse_attention(q, k, v, pattern):
     if far is None:
         return flex_attention(q, k, v, block_mask=near)
     y_near, lse_near = flex_attention(q, k, v, block_mask=near, return_lse=True)
-    B, H, T, D = q.shape
     if mode == "strided":
-        to_residue_order = lambda t: t.view(B, H, T // stride, stride, D).transpose(2, 3).reshape(B, H, T, D)
-        y_far, lse_far = flex_attention(*map(to_residue_order, (q, k, v)), block_mask=far, return_lse=True)
-        y_far = y_far.view(B, H, stride, T // stride, D).transpose(2, 3).reshape(B, H, T, D)
-        lse_far = lse_far.view(B, H, stride, T // stride).transpose(2, 3).reshape(B, H, T)
+        # positions as a (T/S, S) grid; transposing it orders them by i mod S, and back
+        T = q.size(2)
+        regroup = lambda t, rows: t.unflatten(2, (rows, T // rows)).transpose(2, 3).flatten(2, 3)
+        y_far, lse_far = flex_attention(*(regroup(t, T // stride) for t in (q, k, v)), block_mask=far,
+                                        return_lse=True)
+        y_far, lse_far = regroup(y_far, stride), regroup(lse_far, stride)
     else:  # fixed: the last key of every block
         y_far, lse_far = flex_attention(q, k[:, :, stride - 1::stride], v[:, :, stride - 1::stride],
                                         block_mask=far, return_lse=True)
@@ -286,6 +287,18 @@ class GPT(nn.Module):
             next_id = torch.multinomial(F.softmax(logits, dim=-1), num_samples=1, generator=generator)
             idx = torch.cat((idx, next_id), dim=1)
         return idx
+
+
+def peak_bf16_flops(device):
+    """The dense bf16 tensor-core peak of a CUDA device, by its name; None when we do not know it."""
+    if torch.device(device).type != "cuda":
+        return None
+    name = torch.cuda.get_device_name(device)
+    for key, peak in (("H100", 989e12), ("H200", 989e12), ("H800", 989e12), ("A100", 312e12),
+                      ("A800", 312e12), ("L40S", 362e12), ("4090", 165e12)):
+        if key in name:
+            return peak
+    return None
 
 
 def load_checkpoint(path, device):

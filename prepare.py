@@ -58,6 +58,14 @@ GPT2_BLOB_URLS = [f"https://{GPT2_BLOB_HOST}/gpt-2/encodings/main/{f}" for f in 
 _gpt2_encoding = None  # built once per process
 
 
+def read_batch(data, starts, block_size):
+    """The layout's reader, shared by train.py and evaluate.py: sequences of block_size tokens
+    from a .bin memmap at `starts`, and their next-token targets, as int64 arrays."""
+    x = np.stack([data[i:i + block_size] for i in starts]).astype(np.int64)
+    y = np.stack([data[i + 1:i + 1 + block_size] for i in starts]).astype(np.int64)
+    return x, y
+
+
 def can_reach(host, port=443, timeout=1.0):
     """Whether a TCP connection to host:port opens within `timeout` seconds."""
     if os.environ.get("HTTPS_PROXY") or os.environ.get("https_proxy"):

@@ -199,20 +199,18 @@ class MixedSparsity:
         self.apply_to_weights()
 
     # -- every step ----------------------------------------------------------------------
-    def _masked_pairs(self):
-        return [(p, m.view_as(p)) for g in self.groups if g.live < g.numel for p, m in zip(g.params, g.mask)]
-
     @torch.no_grad()
-    def apply_to_gradients(self):
-        pairs = [(p.grad, m) for p, m in self._masked_pairs() if p.grad is not None]
+    def _multiply_by_masks(self, tensor_of):
+        pairs = [(tensor_of(p), m.view_as(p)) for g in self.groups if g.live < g.numel
+                 for p, m in zip(g.params, g.mask) if tensor_of(p) is not None]
         if pairs:  # one multi-tensor kernel launch instead of one per layer
             torch._foreach_mul_(*map(list, zip(*pairs)))
 
-    @torch.no_grad()
+    def apply_to_gradients(self):
+        self._multiply_by_masks(lambda p: p.grad)
+
     def apply_to_weights(self):
-        pairs = self._masked_pairs()
-        if pairs:
-            torch._foreach_mul_(*map(list, zip(*pairs)))
+        self._multiply_by_masks(lambda p: p)
 
     # -- every update_interval steps -----------------------------------------------------
     @torch.no_grad()

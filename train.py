@@ -22,7 +22,8 @@ import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel as DDP
 
 from configurator import ConfigError, load_config
-from model import GPT, GPTConfig, check_attention_config, pattern_density, pattern_mask_mod
+from model import GPT, GPTConfig, check_attention_config, pattern_density, pattern_mask_mod, peak_bf16_flops
+from prepare import read_batch
 from sparse import PHASES, MixedSparsity, SparsitySchedule, training_flops_per_token
 
 # -----------------------------------------------------------------------------
@@ -184,8 +185,7 @@ def batch_starts(split, generator, n):
 
 
 def load_batch(data, ix):
-    x = torch.stack([torch.from_numpy(data[i:i + block_size].astype(np.int64)) for i in ix.tolist()])
-    y = torch.stack([torch.from_numpy(data[i + 1:i + 1 + block_size].astype(np.int64)) for i in ix.tolist()])
+    x, y = map(torch.from_numpy, read_batch(data, ix.tolist(), block_size))
     if device_type == "cuda":
         return x.pin_memory().to(device, non_blocking=True), y.pin_memory().to(device, non_blocking=True)
     return x.to(device), y.to(device)
@@ -275,19 +275,7 @@ def step_flops(attn_mode, dense_weight_gradient):
     return flops_cache[key]
 
 
-def peak_flops_per_second():
-    """The dense bf16 tensor-core peak of the GPU in use, or None when we do not know it."""
-    if device_type != "cuda" or ptdtype != torch.bfloat16:
-        return None
-    name = torch.cuda.get_device_name(device)
-    for key, peak in (("H100", 989e12), ("H200", 989e12), ("H800", 989e12), ("A100", 312e12),
-                      ("A800", 312e12), ("L40S", 362e12), ("4090", 165e12)):
-        if key in name:
-            return peak
-    return None
-
-
-peak = peak_flops_per_second()
+peak = peak_bf16_flops(device) if ptdtype == torch.bfloat16 else None  # MFU only against the bf16 peak
 
 
 def lr_at(it):
