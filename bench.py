@@ -23,8 +23,8 @@ import torch
 import torch.nn.functional as F
 from torch._dynamo.utils import counters
 
-from model import (ATTENTION_MODES, GPT, GPTConfig, flex_pattern, pattern_density, pattern_mask_mod,
-                   peak_bf16_flops, sparse_attention)
+from model import ATTENTION_MODES, GPT, GPTConfig, flex_pattern, pattern_density, pattern_mask_mod, sparse_attention
+from runtime import gpu_peak_flops
 from sparse import MixedSparsity, SparsitySchedule, training_flops_per_token
 
 parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -51,7 +51,7 @@ else:
 use_compile = device == "cuda"
 autocast = torch.autocast(device, dtype=torch.bfloat16) if device == "cuda" else torch.autocast(device, enabled=False)
 torch.backends.cuda.matmul.allow_tf32 = True
-peak = peak_bf16_flops(device)
+peak = gpu_peak_flops(device)
 
 
 def sync():
@@ -92,13 +92,13 @@ for T, B, window, stride in shapes:
     x = torch.randint(0, config.vocab_size, (B, T), device=device)
     y = torch.roll(x, -1, dims=1)
     # Ultra-sparse state from step 0: the warm-up ramp is skipped so that (b) runs at 90% at once.
-    schedule = SparsitySchedule(max_iters=1000, sparsify_end=0, ultra_end=1000, restore_end=1000,
+    schedule = SparsitySchedule(max_iters=1000, sparsify_end=0.0, ultra_end=1.0, restore_end=1.0,
                                 initial_sparsity=0.9, peak_sparsity=0.9)
-    sparsity = None
+    sparsity, attention = None, None
 
     def train_step():
         with autocast:
-            _, loss = model(x, y)
+            _, loss = model(x, y, attention)
         loss.backward()
         if sparsity is not None:
             sparsity.apply_to_gradients()
@@ -108,14 +108,12 @@ for T, B, window, stride in shapes:
         if sparsity is not None:
             sparsity.apply_to_weights()
 
-    sparse_numels = [p.numel() for n, p in raw.named_parameters() if n.startswith("transformer.h.") and p.dim() == 2]
-    dense_flops = B * T * training_flops_per_token(config.n_layer, config.n_embd, T, sparse_numels,
-                                                   [1.0] * len(sparse_numels), raw.lm_head.weight.numel())
+    dense_flops = B * T * training_flops_per_token(raw, T)
     results = {}
     for name in ("dense", "masked", "hsa"):
         if name == "masked":
             sparsity = MixedSparsity(raw, schedule)
-        raw.set_attention(args.hsa_mode if name == "hsa" else "dense")
+        attention = raw.hsa_pattern(T, device, mode=args.hsa_mode) if name == "hsa" else None
         for _ in range(warmup):
             train_step()
         if device == "cuda":
@@ -126,7 +124,7 @@ for T, B, window, stride in shapes:
 
     # (d) the topology update alone; it needs gradients, so leave one backward's worth in place
     with autocast:
-        _, loss = model(x, y)
+        _, loss = model(x, y, attention)
     loss.backward()
     sparsity.prune_and_regrow(500, optimizer)  # the first call allocates its buffers: a one-off cost
     update_seconds = timed(lambda: sparsity.prune_and_regrow(500, optimizer), max(steps // 5, 2))
@@ -135,8 +133,7 @@ for T, B, window, stride in shapes:
     # torch.compile must not recompile per step: flip the attention mode back and forth and
     # count the frames compiled; a second round of flips should add none.
     frames_before = counters["frames"]["total"]
-    for mode in ("dense", args.hsa_mode, "dense", args.hsa_mode):
-        raw.set_attention(mode)
+    for attention in (None, raw.hsa_pattern(T, device, mode=args.hsa_mode)) * 2:
         train_step()
     recompiles = counters["frames"]["total"] - frames_before
 

@@ -40,7 +40,7 @@ def load_config(defaults, argv):
         if not arg.startswith("--"):
             if not os.path.isfile(arg):
                 raise ConfigError(f"config file '{arg}' not found")
-            namespace = {}
+            namespace = {"__file__": os.path.abspath(arg)}  # a config can include another beside it
             try:
                 exec(compile(open(arg).read(), arg, "exec"), namespace)
             except Exception as e:  # a config file that does not run is a config error

@@ -10,7 +10,9 @@ Evaluate a train.py checkpoint: its loss on a data split, and a report on its sp
 batches, the mean of the batch losses, fp32 on the CPU and bf16 autocast on CUDA), so with the
 defaults it prints the val loss that train.py logged when it saved the checkpoint. The default
 attention, `auto`, is the one train.py used at that step: the checkpoint's hsa_mode in the
-phases of hsa_phases, else dense. The numbers agree bit for bit on the CPU, and on CUDA with a
+phases of hsa_phases (at the window it had grown to there, with hsa_window_follows_sparsity),
+else dense. `hsa` and a pattern's name run at that window too, or at attn_window where the step
+was dense. The numbers agree bit for bit on the CPU, and on CUDA with a
 run trained with --compile=False; a compiled run's may differ in the last bits.
 
 `report` lists each weight matrix's density (from the masks), how many positions changed
@@ -19,72 +21,61 @@ the training FLOPs per token, counted as sparse.training_flops_per_token (and tr
 """
 
 import argparse
-import dataclasses
 import json
 import math
 import os
+import warnings
 
-import numpy as np
 import torch
 
-from model import ATTENTION_MODES, pattern_density
-from prepare import read_batch
-from sample import Parser, autocast_for, fail, open_checkpoint, pick_device  # the CLI helpers are shared
-from sparse import SparsitySchedule, sparse_parameters, training_flops_per_token
+from model import ATTENTION_MODES
+from runtime import (OneLineParser, check_tokens, estimate_loss, fail, open_checkpoint, pick_device, schedule_of,
+                     training_attention)
+from sparse import (EMBEDDING, attention_training_flops, linear_training_flops, sparse_parameters,
+                    training_flops_per_token)
+
+# On CUDA, the sparse patterns run through FlexAttention uncompiled: exact, only slower and
+# hungrier than the fused kernel, which is fine for an evaluation.
+warnings.filterwarnings("ignore", message="flex_attention called without torch.compile")
 
 LAYER_TYPES = ("attn qkv", "attn proj", "mlp fc", "mlp proj", "embedding/lm_head", "attention", "other")
 
 
-def train_phase(config, step):
-    """The MST phase and attention mode that train.py used at `step`."""
-    if not config["mst"]:
-        return "dense", "dense"
-    schedule = SparsitySchedule(**{f.name: config[f.name] for f in dataclasses.fields(SparsitySchedule)})
-    phase = schedule.phase(step)
-    return phase, config["hsa_mode"] if phase in config["hsa_phases"] else "dense"
+def attention_label(mode, window):
+    return mode if mode == "dense" else f"{mode}, window {window}"
+
+
+def trained_state(model, checkpoint, device):
+    """The phase at the checkpoint's step and the attention train.py used there (see training_attention)."""
+    schedule, step = schedule_of(checkpoint), checkpoint["iter_num"]
+    return (schedule.phase(step) if schedule else "dense"), training_attention(model, schedule, step, device)
 
 
 # -----------------------------------------------------------------------------
 # loss
 
-@torch.no_grad()
-def estimate_loss(model, data_path, block_size, batch_size, eval_iters, seed, device, dtype="auto"):
-    """Mean of eval_iters batch losses; batch k is the k-th draw of a generator seeded with `seed`,
-    exactly as in train.py's estimate_loss (which seeds it with the run's seed + 1)."""
-    model.eval()
-    generator = torch.Generator().manual_seed(seed)
-    total = torch.zeros(2, device=device)  # summed like train.py, so the mean is bit-for-bit its own
-    for _ in range(eval_iters):
-        data = np.memmap(data_path, dtype=np.uint16, mode="r")
-        ix = torch.randint(len(data) - block_size, (batch_size,), generator=generator)
-        x, y = map(torch.from_numpy, read_batch(data, ix.tolist(), block_size))
-        if max(x.max().item(), y.max().item()) >= model.config.vocab_size:
-            fail(f"{data_path} has token {max(x.max().item(), y.max().item())}, outside the model's "
-                 f"vocabulary of {model.config.vocab_size}: is it the dataset this model was trained on?")
-        with autocast_for(device, dtype):
-            _, loss = model(x.to(device), y.to(device))
-        total += torch.stack([loss.float(), torch.ones((), device=device)])
-    return (total[0] / total[1]).item()
-
-
 def cmd_loss(args):
     device = pick_device(args.device)
     model, checkpoint = open_checkpoint(args.ckpt, device)
-    config, step = checkpoint["config"], checkpoint["iter_num"]
-    phase, train_attention = train_phase(config, step)
-    modes = {"auto": [train_attention], "hsa": [config["hsa_mode"]], "both": ["dense", config["hsa_mode"]]}
-    modes = modes.get(args.attention, [args.attention])
+    config, step, T = checkpoint["config"], checkpoint["iter_num"], model.config.block_size
+    phase, (trained_mode, trained_window, _, _) = trained_state(model, checkpoint, device)
+    # A sparse pattern runs at the window train.py used at this step (grown, in restoration with
+    # hsa_window_follows_sparsity); where that step was dense, at the configured attn_window.
+    hsa_window = trained_window if trained_mode != "dense" else model.config.attn_window
+    hsa = (model.config.hsa_mode, hsa_window)
+    wanted = {"auto": [(trained_mode, trained_window)], "hsa": [hsa], "both": [("dense", T), hsa],
+              "dense": [("dense", T)]}
+    wanted = wanted.get(args.attention, [(args.attention, hsa_window)])
 
     block_size = config["block_size"]
     batch_size = config["batch_size"] if args.batch_size is None else args.batch_size
     eval_iters = config["eval_iters"] if args.eval_iters is None else args.eval_iters
     seed = config["seed"] + 1 if args.seed is None else args.seed
     data_path = os.path.join(args.data_dir or os.path.join("data", config["dataset"]), f"{args.split}.bin")
-    if not os.path.isfile(data_path):
-        fail(f"{data_path} not found: run prepare.py for it, or point --data_dir at the dataset")
-    if os.path.getsize(data_path) // 2 <= block_size:
-        fail(f"{data_path} holds {os.path.getsize(data_path) // 2} tokens, fewer than block_size + 1 = "
-             f"{block_size + 1}")
+    problem = check_tokens(data_path, block_size)
+    if problem:
+        fail(problem if os.path.isfile(data_path) else
+             f"{problem}: run prepare.py for it, or point --data_dir at the dataset")
     if batch_size < 1 or eval_iters < 1:
         fail("--batch_size and --eval_iters must be positive")
     if device != "cpu":
@@ -92,16 +83,19 @@ def cmd_loss(args):
         torch.backends.cudnn.allow_tf32 = True
 
     results = []
-    for mode in modes:
-        model.set_attention(mode)
-        loss = estimate_loss(model, data_path, block_size, batch_size, eval_iters, seed, device, args.dtype)
+    for mode, window in wanted:
+        attention = None if mode == "dense" else model.hsa_pattern(T, device, window, mode)
+        loss = estimate_loss(model, data_path, block_size, batch_size, eval_iters, seed, device, args.dtype,
+                             model.config.vocab_size, attention)
+        as_trained = (mode, window) == (trained_mode, trained_window)
         results.append({"checkpoint": args.ckpt, "step": step, "phase": phase, "split": args.split,
-                        "attention": mode, "trained_with": mode == train_attention, "loss": loss,
+                        "attention": mode, "window": window, "trained_with": as_trained, "loss": loss,
                         "perplexity": math.exp(loss), "eval_iters": eval_iters, "batch_size": batch_size,
                         "block_size": block_size, "seed": seed, "data": data_path})
-        note = "as trained" if mode == train_attention else f"trained with {train_attention}"
-        print(f"{args.split} loss {loss:.4f}, perplexity {math.exp(loss):.2f} | {mode} attention ({note}) | "
-              f"step {step}, {phase} | {eval_iters} batches of {batch_size} x {block_size} tokens, seed {seed}")
+        note = "as trained" if as_trained else f"trained with {attention_label(trained_mode, trained_window)}"
+        print(f"{args.split} loss {loss:.4f}, perplexity {math.exp(loss):.2f} | {attention_label(mode, window)} "
+              f"attention ({note}) | step {step}, {phase} | {eval_iters} batches of {batch_size} x {block_size} "
+              f"tokens, seed {seed}")
     if args.json:
         with open(args.json, "w") as f:
             json.dump(results, f, indent=1)
@@ -111,7 +105,7 @@ def cmd_loss(args):
 # report
 
 def layer_type(name):
-    if name == "transformer.wte.weight":  # tied: it is the lm_head as well
+    if name == EMBEDDING:  # tied: it is the lm_head as well
         return "embedding/lm_head"
     for suffix, kind in (("attn.c_attn.weight", "attn qkv"), ("attn.c_proj.weight", "attn proj"),
                          ("mlp.c_fc.weight", "mlp fc"), ("mlp.c_proj.weight", "mlp proj")):
@@ -123,22 +117,18 @@ def layer_type(name):
 def layer_masks(model, checkpoint):
     """{name: flat bool mask} for every weight matrix MST can sparsify (the block Linears and the
     tied embedding); a weight without a mask in the checkpoint is dense: all True."""
-    masks = {}
-    for group, mask in ((checkpoint.get("sparsity") or {}).get("masks") or {}).items():
-        masks.update(zip(group.split(","), mask))
+    masks = (checkpoint.get("sparsity") or {}).get("masks") or {}
     return {name: masks.get(name, torch.ones(p.numel(), dtype=torch.bool))
             for name, p in sparse_parameters(model, include_embedding=True)}
 
 
 def build_report(path, previous=None):
     model, checkpoint = open_checkpoint(path, "cpu")
-    config, c, step = checkpoint["config"], model.config, checkpoint["iter_num"]
-    phase, attention = train_phase(config, step)
+    c, step, T = model.config, checkpoint["iter_num"], model.config.block_size
+    phase, (attention, attention_window, _, attention_density) = trained_state(model, checkpoint, "cpu")
     masks = layer_masks(model, checkpoint)
     params = dict(model.named_parameters())
-    sparsified = {n for group in ((checkpoint.get("sparsity") or {}).get("masks") or {}) for n in group.split(",")}
-    if not sparsified:  # a dense run: the weights MST would have sparsified, all at density 1
-        sparsified = {n for n, _ in sparse_parameters(model, include_embedding=config.get("sparse_embedding", False))}
+    sparsified = set((checkpoint.get("sparsity") or {}).get("masks") or {})
     before = None
     if previous is not None:
         previous_model, previous_checkpoint = open_checkpoint(previous, "cpu")
@@ -146,55 +136,46 @@ def build_report(path, previous=None):
         if {n: m.numel() for n, m in before.items()} != {n: m.numel() for n, m in masks.items()}:
             fail(f"{previous} holds a different model than {path}: their masks cannot be compared")
 
-    # FLOPs per token of the next training step, counted like train.py's step_flops: every Linear
-    # 6 * numel * density (lm_head dense unless sparsified), attention by its pattern's density
-    T = config["block_size"]
-    attention_density = pattern_density(attention, T, c.attn_window, c.attn_stride, c.attn_block)
+    # FLOPs per token of the next training step (without a topology update), counted as train.py counts
     layers, dead_nonzero = [], 0
     for name, mask in masks.items():
         live, numel = int(mask.sum()), mask.numel()
-        flops = training_flops_per_token(0, c.n_embd, T, [numel], [live / numel], 0)
         row = {"name": name, "type": layer_type(name), "shape": list(params[name].shape), "params": numel,
-               "live": live, "density": live / numel, "sparsified": name in sparsified, "flops_per_token": flops}
+               "live": live, "density": live / numel, "sparsified": name in sparsified,
+               "flops_per_token": linear_training_flops(numel, live / numel)}
         if before is not None:
             row["grown"] = int((mask & ~before[name]).sum())  # live now, dead before
             row["pruned"] = int((before[name] & ~mask).sum())  # live before, dead now
             row["changed"] = row["grown"] + row["pruned"]
         layers.append(row)
         dead_nonzero += int((checkpoint["model"][name].reshape(-1)[~mask] != 0).sum())
-    attention_flops = training_flops_per_token(c.n_layer, c.n_embd, T, [], [], 0, attention_density)
-
-    # the same total in one call, as train.py makes it: the per-layer rows must add up to it
-    sparse_rows = [row for row in layers if row["sparsified"]]
-    flops_mst = training_flops_per_token(c.n_layer, c.n_embd, T, [r["params"] for r in sparse_rows],
-                                         [r["density"] for r in sparse_rows],
-                                         sum(r["params"] for r in layers if not r["sparsified"]), attention_density)
-    flops_dense = training_flops_per_token(c.n_layer, c.n_embd, T, [r["params"] for r in layers],
-                                           [1.0] * len(layers), 0)
-    assert math.isclose(flops_mst, sum(r["flops_per_token"] for r in layers) + attention_flops, rel_tol=1e-9)
+    attention_flops = attention_training_flops(c.n_layer, c.n_embd, T, attention_density)
+    flops = training_flops_per_token(model, T, {r["name"]: r["density"] for r in layers}, attention_density)
+    flops_dense = training_flops_per_token(model, T)
 
     n_params = sum(p.numel() for p in model.parameters())  # the tied embedding counted once
     n_dead = sum(r["params"] - r["live"] for r in layers)
+    sparse_rows = [row for row in layers if row["sparsified"]]
     types = []
     for kind in LAYER_TYPES:
         rows = [r for r in layers if r["type"] == kind]
         count = sum(r["params"] for r in rows)
         if kind == "other":  # position embedding, layer norms, biases: dense, and no FLOPs as counted here
             count = n_params - sum(r["params"] for r in layers)
-        flops = attention_flops if kind == "attention" else sum(r["flops_per_token"] for r in rows)
+        kind_flops = attention_flops if kind == "attention" else sum(r["flops_per_token"] for r in rows)
         live = sum(r["live"] for r in rows) if rows else count
         types.append({"type": kind, "params": count, "param_share": count / n_params,
-                      "density": live / count if count else None, "flops_per_token": flops,
-                      "flops_share": flops / flops_mst})
+                      "density": live / count if count else None, "flops_per_token": kind_flops,
+                      "flops_share": kind_flops / flops})
     report = {
         "checkpoint": path, "step": step, "phase": phase, "attention": attention,
-        "attention_density": attention_density,
+        "attention_window": attention_window, "attention_density": attention_density,
         "density": sum(r["live"] for r in sparse_rows) / sum(r["params"] for r in sparse_rows) if sparse_rows else 1.0,
         "density_all_params": (n_params - n_dead) / n_params, "params": n_params,
         "masked_weights_not_zero": dead_nonzero,
         "layers": layers, "types": types,
-        "flops_per_token": flops_mst, "flops_per_token_dense": flops_dense,
-        "training_flops": checkpoint.get("flops_mst"), "training_flops_dense": checkpoint.get("flops_dense"),
+        "flops_per_token": flops, "flops_per_token_dense": flops_dense,
+        "training_flops": checkpoint.get("flops"), "training_flops_dense": checkpoint.get("flops_dense"),
     }
     if before is not None:
         report["previous"] = previous
@@ -214,7 +195,8 @@ def print_table(header, rows, text_columns):
 
 
 def print_report(r):
-    print(f"{r['checkpoint']}: step {r['step']} ({r['phase']}), {r['attention']} attention "
+    attention = attention_label(r["attention"], r["attention_window"])
+    print(f"{r['checkpoint']}: step {r['step']} ({r['phase']}), {attention} attention "
           f"(pattern density {r['attention_density']:.3f})")
     if "previous" in r:
         print(f"changes since {r['previous']} (step {r['previous_step']}): {r['changed']:,} positions "
@@ -252,8 +234,8 @@ def cmd_report(args):
 
 
 def main(argv=None):
-    parser = Parser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    commands = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
+    parser = OneLineParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
     p = commands.add_parser("loss", help="loss and perplexity on a split, as train.py evaluates")
     p.add_argument("--ckpt", required=True, help="a train.py checkpoint (ckpt.pt, best.pt, a copy)")
     p.add_argument("--split", default="val", choices=("train", "val"))
@@ -262,7 +244,8 @@ def main(argv=None):
     p.add_argument("--seed", type=int, default=None, help="seed of the batch generator (default: the run's seed + 1, "
                                                             "train.py's evaluation batches)")
     p.add_argument("--attention", default="auto", choices=("auto", "both", "hsa") + ATTENTION_MODES,
-                   help="auto: train.py's mode at that step; hsa: the run's hsa_mode; both: dense and hsa")
+                   help="auto: as train.py at that step; hsa: the run's hsa_mode; both: dense and hsa; "
+                        "or a pattern by name")
     p.add_argument("--data_dir", default=None, help="folder of train.bin/val.bin (default: data/<the run's dataset>)")
     p.add_argument("--device", default=None, help="cpu or cuda (default: cuda if available)")
     p.add_argument("--dtype", default="auto", choices=("auto", "float32", "bfloat16"),

@@ -1,50 +1,40 @@
 """
 GPT-2 in one file, with Hybrid Sparse Attention (HSA) built in.
 
-The attention pattern is switched while the model runs (`model.set_attention(mode)`):
-dense causal attention goes through scaled_dot_product_attention (flash on GPUs);
-the sparse patterns go through FlexAttention with a block mask that is built once per
-(pattern, sequence length) and cached, so no T x T mask ever exists on the GPU.
-On the CPU, where FlexAttention has no backward, the same pattern is passed to SDPA
-as a boolean mask.
+The model is GPT-2 as OpenAI described it. The one addition is the `attention` argument of
+forward: None for dense causal attention (scaled_dot_product_attention, flash on GPUs), or a
+sparse pattern from `model.hsa_pattern(...)`. The pattern is built outside the forward, once per
+(pattern, window, sequence length), and cached; inside torch.compile it is an input like any
+tensor, so switching patterns does not recompile. On GPUs a pattern is a set of FlexAttention
+block masks, so no T x T mask ever exists there; on the CPU, where FlexAttention has no backward,
+it is a boolean T x T mask for SDPA.
 
-Patterns (query i attends key j, always j <= i):
+Patterns (query i attends key j, always j <= i), in the second half of this file:
   dense        every earlier key
   local        i - j < W
   strided      local, or (i - j) % S == 0                  (Child et al. 2019, "strided")
   fixed        i // S == j // S, or j % S == S - 1          (Child et al. 2019, "fixed", c=1)
   blocksparse  block-aligned strided: with b = attn_block, qb = i // b, kb = j // b,
                qb - kb < W // b, or (qb - kb) % (S // b) == 0
-The first four are the papers' definitions. `blocksparse` keeps or drops whole b x b
-tiles, so FlexAttention skips the dropped tiles' work: it is the pattern to use for speed.
-`strided` and `fixed` pick single key columns in every tile, so one block mask over them
-would skip nothing. On the GPU they are therefore computed in two parts over disjoint key
-sets, each of which does skip work, and merged exactly through the log-sum-exp of each part
-(`merge_partial_attention`):
-  strided  the local window, plus the strided keys (i - j >= W, (i - j) % S == 0). Ordering
-           the positions by i mod S puts every query's strided keys in its own contiguous run
-           of T/S positions, so that part becomes block-diagonal.
-  fixed    the own S-block, plus the T/S "summary" keys j % S == S - 1 of earlier blocks,
-           gathered into a short key sequence.
+The first four are the papers' definitions. `blocksparse` keeps or drops whole b x b tiles, so
+FlexAttention skips the dropped tiles' work: it is the pattern to use for speed.
 """
 
+import functools
 import math
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
 try:
-    from torch.nn.attention.flex_attention import create_block_mask, flex_attention
+    from torch.nn.attention.flex_attention import BlockMask, create_block_mask, flex_attention
 except ImportError:  # torch < 2.5: only the boolean-mask path is available
-    create_block_mask = flex_attention = None
+    BlockMask = create_block_mask = flex_attention = None
 
 ATTENTION_MODES = ("dense", "local", "strided", "fixed", "blocksparse")
-# FlexAttention's Triton kernels need block-mask tiles at least as large as their own tiles
-# (128 on current GPUs); a pattern tile (attn_block) smaller than this still works, the kernel
-# then skips only whole 128 x 128 tiles.
-FLEX_BLOCK = 128
 
 
 @dataclass
@@ -56,153 +46,31 @@ class GPTConfig:
     n_embd: int = 768
     dropout: float = 0.0
     bias: bool = False
+    hsa_mode: str = "blocksparse"  # the sparse attention pattern
     attn_window: int = 256  # W: keys in the local window
     attn_stride: int = 512  # S: stride of the strided/summary keys
-    attn_block: int = 128  # tile size of FlexAttention and of the blocksparse pattern
+    attn_block: int = 128  # tile of the blocksparse pattern
 
-
-def pattern_mask_mod(mode, window, stride, block):
-    """The pattern as a FlexAttention mask_mod; it also broadcasts over index grids."""
-    if mode == "dense":
-        return lambda b, h, q, k: q >= k
-    if mode == "local":
-        return lambda b, h, q, k: (q >= k) & (q - k < window)
-    if mode == "strided":
-        return lambda b, h, q, k: (q >= k) & ((q - k < window) | ((q - k) % stride == 0))
-    if mode == "fixed":
-        return lambda b, h, q, k: (q >= k) & ((q // stride == k // stride) | (k % stride == stride - 1))
-    if mode == "blocksparse":
-        window_blocks, stride_blocks = window // block, stride // block
-        def mask_mod(b, h, q, k):
-            block_distance = q // block - k // block
-            return (q >= k) & ((block_distance < window_blocks) | (block_distance % stride_blocks == 0))
-        return mask_mod
-    raise ValueError(f"unknown attention mode {mode!r}; choose one of {ATTENTION_MODES}")
-
-
-def check_attention_config(config):
-    """Raise ValueError (one line) if W, S or the tile size cannot work with block_size."""
-    W, S, b, T = config.attn_window, config.attn_stride, config.attn_block, config.block_size
-    if not (0 < W <= T and 0 < S <= T):
-        raise ValueError(f"attn_window={W} and attn_stride={S} must lie in [1, block_size={T}]")
-    if b <= 0 or W % b or S % b:
-        raise ValueError(f"attn_window={W} and attn_stride={S} must be multiples of attn_block={b} "
-                         "(the blocksparse pattern keeps whole tiles)")
-
-
-def pattern_density(mode, T, window, stride, block):
-    """Kept (query, key) pairs of the pattern over those of a dense causal mask."""
-    i = torch.arange(T)
-    kept = pattern_mask_mod(mode, window, stride, block)(None, None, i[:, None], i[None, :]).sum().item()
-    return kept / (T * (T + 1) / 2)
-
-
-def flex_pattern(mode, T, window, stride, block, device):
-    """The FlexAttention block masks of a pattern: (near, far, mode, stride).
-
-    `far` is None when one block mask does the whole pattern. Otherwise `near` covers the keys
-    in natural order and `far` the disjoint rest, in the order `sparse_attention` lays them out.
-    """
-    def block_mask(mask_mod, kv_len=T):
-        return create_block_mask(mask_mod, None, None, T, kv_len, device=device, BLOCK_SIZE=FLEX_BLOCK)
-
-    if mode == "strided" and T % stride == 0 and T > max(window, stride):
-        group, min_steps = T // stride, -(-window // stride)  # positions per residue class; ceil(W / S)
-        # in residue order, position p holds i = (p % group) * stride + p // group
-        far = lambda b, h, q, k: (q // group == k // group) & (q - k >= min_steps)
-        return block_mask(pattern_mask_mod("local", window, stride, block)), block_mask(far), mode, stride
-    if mode == "fixed" and T > stride:
-        near = lambda b, h, q, k: (q >= k) & (q // stride == k // stride)
-        far = lambda b, h, q, k: k < q // stride  # summary key k sits at position k * stride + stride - 1
-        return block_mask(near), block_mask(far, T // stride), mode, stride
-    return block_mask(pattern_mask_mod(mode, window, stride, block)), None, mode, stride
-
-
-def merge_partial_attention(y_near, lse_near, y_far, lse_far):
-    """Attention over the union of two disjoint key sets, from each set's output and log-sum-exp.
-
-    Each part is a softmax normalised over its own keys; the whole softmax weighs them by their
-    normalisers, exp(lse_near) and exp(lse_far). A query with no far keys has lse_far = -inf,
-    so its weight is 0.
-    """
-    far_weight = torch.sigmoid(lse_far - lse_near).unsqueeze(-1).to(y_near.dtype)
-    return y_near + far_weight * (y_far - y_near)
-
-
-def sparse_attention(q, k, v, pattern):
-    near, far, mode, stride = pattern
-    if far is None:
-        return flex_attention(q, k, v, block_mask=near)
-    y_near, lse_near = flex_attention(q, k, v, block_mask=near, return_lse=True)
-    if mode == "strided":
-        # positions as a (T/S, S) grid; transposing it orders them by i mod S, and back
-        T = q.size(2)
-        regroup = lambda t, rows: t.unflatten(2, (rows, T // rows)).transpose(2, 3).flatten(2, 3)
-        y_far, lse_far = flex_attention(*(regroup(t, T // stride) for t in (q, k, v)), block_mask=far,
-                                        return_lse=True)
-        y_far, lse_far = regroup(y_far, stride), regroup(lse_far, stride)
-    else:  # fixed: the last key of every block
-        y_far, lse_far = flex_attention(q, k[:, :, stride - 1::stride], v[:, :, stride - 1::stride],
-                                        block_mask=far, return_lse=True)
-    return merge_partial_attention(y_near, lse_near, y_far, lse_far)
-
-
-class CausalSelfAttention(nn.Module):
-
-    def __init__(self, config):
-        super().__init__()
-        assert config.n_embd % config.n_head == 0
-        self.c_attn = nn.Linear(config.n_embd, 3 * config.n_embd, bias=config.bias)
-        self.c_proj = nn.Linear(config.n_embd, config.n_embd, bias=config.bias)
-        self.resid_dropout = nn.Dropout(config.dropout)
-        self.n_head, self.dropout = config.n_head, config.dropout
-
-    def forward(self, x, pattern):
-        B, T, C = x.size()
-        q, k, v = self.c_attn(x).split(C, dim=2)
-        q, k, v = (t.view(B, T, self.n_head, C // self.n_head).transpose(1, 2) for t in (q, k, v))
-        dropout_p = self.dropout if self.training else 0.0
-        if pattern is None:
-            y = F.scaled_dot_product_attention(q, k, v, dropout_p=dropout_p, is_causal=True)
-        elif isinstance(pattern, torch.Tensor):  # boolean (T, T) mask: the CPU path
-            y = F.scaled_dot_product_attention(q, k, v, attn_mask=pattern, dropout_p=dropout_p)
-        else:  # FlexAttention block masks (it has no attention dropout)
-            y = sparse_attention(q, k, v, pattern)
-        y = y.transpose(1, 2).contiguous().view(B, T, C)
-        return self.resid_dropout(self.c_proj(y))
-
-
-class MLP(nn.Module):
-
-    def __init__(self, config):
-        super().__init__()
-        self.c_fc = nn.Linear(config.n_embd, 4 * config.n_embd, bias=config.bias)
-        self.c_proj = nn.Linear(4 * config.n_embd, config.n_embd, bias=config.bias)
-        self.dropout = nn.Dropout(config.dropout)
-
-    def forward(self, x):
-        return self.dropout(self.c_proj(F.gelu(self.c_fc(x))))
-
-
-class Block(nn.Module):
-
-    def __init__(self, config):
-        super().__init__()
-        self.ln_1 = nn.LayerNorm(config.n_embd, bias=config.bias)
-        self.attn = CausalSelfAttention(config)
-        self.ln_2 = nn.LayerNorm(config.n_embd, bias=config.bias)
-        self.mlp = MLP(config)
-
-    def forward(self, x, pattern):
-        x = x + self.attn(self.ln_1(x), pattern)
-        return x + self.mlp(self.ln_2(x))
+    def __post_init__(self):
+        """Any shape that cannot make a model is a one-line ValueError here."""
+        W, S, b, T = self.attn_window, self.attn_stride, self.attn_block, self.block_size
+        if min(self.block_size, self.vocab_size, self.n_layer, self.n_head, self.n_embd) <= 0:
+            raise ValueError("block_size, vocab_size, n_layer, n_head and n_embd must be positive")
+        if self.n_embd % self.n_head:
+            raise ValueError(f"n_embd={self.n_embd} must be divisible by n_head={self.n_head}")
+        if self.hsa_mode not in ATTENTION_MODES:
+            raise ValueError(f"unknown attention mode {self.hsa_mode!r}; choose one of {ATTENTION_MODES}")
+        if not (0 < W <= T and 0 < S <= T):
+            raise ValueError(f"attn_window={W} and attn_stride={S} must lie in [1, block_size={T}]")
+        if b <= 0 or W % b or S % b:
+            raise ValueError(f"attn_window={W} and attn_stride={S} must be multiples of attn_block={b} "
+                             "(the blocksparse pattern keeps whole tiles)")
 
 
 class GPT(nn.Module):
 
     def __init__(self, config):
         super().__init__()
-        check_attention_config(config)
         self.config = config
         self.transformer = nn.ModuleDict(dict(
             wte=nn.Embedding(config.vocab_size, config.n_embd),
@@ -219,9 +87,7 @@ class GPT(nn.Module):
         for name, p in self.named_parameters():
             if name.endswith("c_proj.weight"):
                 torch.nn.init.normal_(p, mean=0.0, std=0.02 / math.sqrt(2 * config.n_layer))
-        self.attn_mode = "dense"
-        self.attn_backend = None  # None: FlexAttention on CUDA, boolean mask elsewhere
-        self._patterns = {}  # (mode, backend, T, device) -> flex_pattern(...) or bool tensor
+        self._patterns = {}  # (mode, window, backend, T, device) -> the pattern forward takes
 
     def _init_weights(self, module):
         if isinstance(module, nn.Linear):
@@ -235,39 +101,15 @@ class GPT(nn.Module):
         n = sum(p.numel() for p in self.parameters())
         return n - self.transformer.wpe.weight.numel() if non_embedding else n
 
-    def set_attention(self, mode, backend=None):
-        """Switch the attention pattern; `backend` forces 'flex' or 'mask' (for tests)."""
-        pattern_mask_mod(mode, 1, 1, 1)  # validates the name
-        self.attn_mode, self.attn_backend = mode, backend
-
-    def attention_pattern(self, T, device):
-        """What the blocks get for the current mode: None (dense), block masks (flex_pattern) or a bool mask."""
-        if self.attn_mode == "dense":
-            return None
-        backend = self.attn_backend or ("flex" if device.type == "cuda" else "mask")
-        key = (self.attn_mode, backend, T, str(device))
-        if key not in self._patterns:
-            c = self.config
-            if backend == "flex":
-                if create_block_mask is None:
-                    raise RuntimeError("sparse attention on CUDA needs torch>=2.5 (FlexAttention)")
-                self._patterns[key] = flex_pattern(self.attn_mode, T, c.attn_window, c.attn_stride, c.attn_block,
-                                                   device)
-            else:
-                i = torch.arange(T, device=device)
-                mask_mod = pattern_mask_mod(self.attn_mode, c.attn_window, c.attn_stride, c.attn_block)
-                self._patterns[key] = mask_mod(None, None, i[:, None], i[None, :])
-        return self._patterns[key]
-
-    def forward(self, idx, targets=None):
+    def forward(self, idx, targets=None, attention=None):
+        """Logits and mean cross-entropy; `attention` is None (dense) or from hsa_pattern()."""
         B, T = idx.size()
         if T > self.config.block_size:
             raise ValueError(f"sequence of length {T} exceeds block_size {self.config.block_size}")
-        pattern = self.attention_pattern(T, idx.device)
         pos = torch.arange(T, dtype=torch.long, device=idx.device)
         x = self.transformer.drop(self.transformer.wte(idx) + self.transformer.wpe(pos))
         for block in self.transformer.h:
-            x = block(x, pattern)
+            x = block(x, attention)
         x = self.transformer.ln_f(x)
         if targets is None:  # generation: only the last position's logits are needed
             return self.lm_head(x[:, [-1], :]), None
@@ -275,11 +117,46 @@ class GPT(nn.Module):
         loss = F.cross_entropy(logits.view(-1, logits.size(-1)), targets.view(-1), ignore_index=-1)
         return logits, loss
 
+    def hsa_window(self, T, growth=0.0):
+        """The local window after growing `growth` of the way from attn_window to T, in whole tiles."""
+        W, b = self.config.attn_window, self.config.attn_block
+        return min(T, W + int(growth * (T - W)) // b * b)
+
+    def hsa_pattern(self, T, device, window=None, mode=None, backend=None):
+        """The `attention` argument of forward for a sparse pattern at sequence length T: the
+        config's hsa_mode and attn_window unless `mode` and `window` say otherwise. None when the
+        pattern keeps every causal pair. backend: 'flex' (default on CUDA) or 'mask' (elsewhere)."""
+        mode, window = mode or self.config.hsa_mode, min(T, window or self.config.attn_window)
+        if mode not in ATTENTION_MODES:
+            raise ValueError(f"unknown attention mode {mode!r}; choose one of {ATTENTION_MODES}")
+        if mode == "dense" or (mode != "fixed" and window >= T):
+            return None
+        backend = backend or ("flex" if torch.device(device).type == "cuda" else "mask")
+        key = (mode, window, backend, T, str(device))
+        if key not in self._patterns:
+            c = self.config
+            if backend == "flex":
+                if create_block_mask is None:
+                    raise RuntimeError("sparse attention on CUDA needs torch>=2.5 (FlexAttention)")
+                self._patterns[key] = flex_pattern(mode, T, window, c.attn_stride, c.attn_block, device)
+            else:
+                i = torch.arange(T, device=device)
+                self._patterns[key] = pattern_mask_mod(mode, window, c.attn_stride, c.attn_block)(
+                    None, None, i[:, None], i[None, :])
+        return self._patterns[key]
+
+    def attention_density(self, T, window=None, mode=None):
+        """Kept (query, key) pairs of a sparse pattern (arguments as hsa_pattern) over those of dense
+        causal attention, for FLOP counting."""
+        c = self.config
+        return pattern_density(mode or c.hsa_mode, T, min(T, window or c.attn_window), c.attn_stride, c.attn_block)
+
     @torch.no_grad()
-    def generate(self, idx, max_new_tokens, temperature=1.0, top_k=None, generator=None):
+    def generate(self, idx, max_new_tokens, temperature=1.0, top_k=None, generator=None, mode="dense"):
         for _ in range(max_new_tokens):
             context = idx if idx.size(1) <= self.config.block_size else idx[:, -self.config.block_size:]
-            logits, _ = self(context)
+            attention = self.hsa_pattern(context.size(1), idx.device, mode=mode)
+            logits, _ = self(context, attention=attention)
             logits = logits[:, -1, :] / temperature
             if top_k is not None:
                 kth = torch.topk(logits, min(top_k, logits.size(-1))).values[:, [-1]]
@@ -289,36 +166,160 @@ class GPT(nn.Module):
         return idx
 
 
-def peak_bf16_flops(device):
-    """The dense bf16 tensor-core peak of a CUDA device, by its name; None when we do not know it."""
-    if torch.device(device).type != "cuda":
-        return None
-    name = torch.cuda.get_device_name(device)
-    for key, peak in (("H100", 989e12), ("H200", 989e12), ("H800", 989e12), ("A100", 312e12),
-                      ("A800", 312e12), ("L40S", 362e12), ("4090", 165e12)):
-        if key in name:
-            return peak
-    return None
+class Block(nn.Module):
+
+    def __init__(self, config):
+        super().__init__()
+        self.ln_1 = nn.LayerNorm(config.n_embd, bias=config.bias)
+        self.attn = CausalSelfAttention(config)
+        self.ln_2 = nn.LayerNorm(config.n_embd, bias=config.bias)
+        self.mlp = MLP(config)
+
+    def forward(self, x, attention):
+        x = x + self.attn(self.ln_1(x), attention)
+        return x + self.mlp(self.ln_2(x))
 
 
-def load_checkpoint(path, device):
-    """The GPT that train.py saved at `path`, on `device`, and the checkpoint dict (on the CPU).
+class CausalSelfAttention(nn.Module):
 
-    An MST checkpoint holds exact zeros at its masked weights already; the masks it carries are
-    applied once more, so the model runs on exactly the topology it was trained with. A mask that
-    does not fit the model raises ValueError.
+    def __init__(self, config):
+        super().__init__()
+        self.c_attn = nn.Linear(config.n_embd, 3 * config.n_embd, bias=config.bias)
+        self.c_proj = nn.Linear(config.n_embd, config.n_embd, bias=config.bias)
+        self.resid_dropout = nn.Dropout(config.dropout)
+        self.n_head, self.dropout = config.n_head, config.dropout
+
+    def forward(self, x, attention):
+        B, T, C = x.size()
+        q, k, v = self.c_attn(x).split(C, dim=2)
+        q, k, v = (t.view(B, T, self.n_head, C // self.n_head).transpose(1, 2) for t in (q, k, v))
+        dropout_p = self.dropout if self.training else 0.0
+        if attention is None:
+            y = F.scaled_dot_product_attention(q, k, v, dropout_p=dropout_p, is_causal=True)
+        elif isinstance(attention, torch.Tensor):  # boolean (T, T) mask: the CPU path
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=attention, dropout_p=dropout_p)
+        else:  # FlexAttention block masks (it has no attention dropout)
+            y = sparse_attention(q, k, v, attention)
+        y = y.transpose(1, 2).contiguous().view(B, T, C)
+        return self.resid_dropout(self.c_proj(y))
+
+
+class MLP(nn.Module):
+
+    def __init__(self, config):
+        super().__init__()
+        self.c_fc = nn.Linear(config.n_embd, 4 * config.n_embd, bias=config.bias)
+        self.c_proj = nn.Linear(4 * config.n_embd, config.n_embd, bias=config.bias)
+        self.dropout = nn.Dropout(config.dropout)
+
+    def forward(self, x):
+        return self.dropout(self.c_proj(F.gelu(self.c_fc(x))))
+
+
+# -----------------------------------------------------------------------------
+# Hybrid Sparse Attention: the patterns, and how FlexAttention runs them on GPUs.
+#
+# FlexAttention's Triton kernels work on 128 x 128 tiles (FLEX_BLOCK): a pattern tile (attn_block)
+# smaller than that is still exact, the kernel then skips only whole 128-tiles. `strided` and
+# `fixed` pick single key columns in every tile, so one block mask over them would skip nothing.
+# They are therefore computed in two parts over disjoint key sets, each of which does skip work,
+# and merged exactly through the log-sum-exp of each part (`merge_partial_attention`):
+#   strided  the local window, plus the strided keys (i - j >= W, (i - j) % S == 0). Ordering
+#            the positions by i mod S puts every query's strided keys in its own contiguous run
+#            of T/S positions, so that part becomes block-diagonal.
+#   fixed    the own S-block, plus the T/S "summary" keys j % S == S - 1 of earlier blocks,
+#            gathered into a short key sequence.
+
+FLEX_BLOCK = 128
+
+
+class FlexPattern(NamedTuple):
+    near: object  # BlockMask over the keys in natural order
+    far: object  # BlockMask over the rest, laid out as sparse_attention does; None if `near` is all
+    mode: str
+    stride: int
+
+
+def causal(b, h, q, k):
+    return q >= k
+
+
+def pattern_mask_mod(mode, window, stride, block):
+    """The pattern as a FlexAttention mask_mod; it also broadcasts over index grids."""
+    if mode == "dense":
+        return causal
+    if mode == "local":
+        return lambda b, h, q, k: (q >= k) & (q - k < window)
+    if mode == "strided":
+        return lambda b, h, q, k: (q >= k) & ((q - k < window) | ((q - k) % stride == 0))
+    if mode == "fixed":
+        return lambda b, h, q, k: (q >= k) & ((q // stride == k // stride) | (k % stride == stride - 1))
+    if mode == "blocksparse":
+        window_blocks, stride_blocks = window // block, stride // block
+        def mask_mod(b, h, q, k):
+            block_distance = q // block - k // block
+            return (q >= k) & ((block_distance < window_blocks) | (block_distance % stride_blocks == 0))
+        return mask_mod
+    raise ValueError(f"unknown attention mode {mode!r}; choose one of {ATTENTION_MODES}")
+
+
+@functools.lru_cache(maxsize=None)  # asked every training step; the answer never changes
+def pattern_density(mode, T, window, stride, block):
+    """Kept (query, key) pairs of the pattern over those of a dense causal mask."""
+    i = torch.arange(T)
+    kept = pattern_mask_mod(mode, window, stride, block)(None, None, i[:, None], i[None, :]).sum().item()
+    return kept / (T * (T + 1) / 2)
+
+
+def flex_pattern(mode, T, window, stride, block, device):
+    """The FlexAttention block masks of a pattern (see FlexPattern)."""
+    def block_mask(mask_mod, kv_len=T):
+        return create_block_mask(mask_mod, None, None, T, kv_len, device=device, BLOCK_SIZE=FLEX_BLOCK)
+
+    if mode == "strided" and T % stride == 0 and T > max(window, stride):
+        group, min_steps = T // stride, -(-window // stride)  # positions per residue class; ceil(W / S)
+        # in residue order, position p holds i = (p % group) * stride + p // group
+        far = lambda b, h, q, k: (q // group == k // group) & (q - k >= min_steps)
+        return FlexPattern(block_mask(pattern_mask_mod("local", window, stride, block)), block_mask(far), mode, stride)
+    if mode == "fixed" and T > stride:
+        near = lambda b, h, q, k: (q >= k) & (q // stride == k // stride)
+        far = lambda b, h, q, k: k < q // stride  # summary key k sits at position k * stride + stride - 1
+        return FlexPattern(block_mask(near), block_mask(far, T // stride), mode, stride)
+    mask = block_mask(pattern_mask_mod(mode, window, stride, block))
+    if mode == "blocksparse" and block % FLEX_BLOCK == 0:
+        # Every kept tile is whole, so inside a tile only the causal rule decides. Handing the
+        # kernel that rule instead of the pattern's own lets every window share one compiled
+        # kernel: a window that grows during training compiles nothing new.
+        mask = BlockMask.from_kv_blocks(mask.kv_num_blocks, mask.kv_indices, mask.full_kv_num_blocks,
+                                        mask.full_kv_indices, BLOCK_SIZE=mask.BLOCK_SIZE, mask_mod=causal,
+                                        seq_lengths=mask.seq_lengths)
+    return FlexPattern(mask, None, mode, stride)
+
+
+def merge_partial_attention(y_near, lse_near, y_far, lse_far):
+    """Attention over the union of two disjoint key sets, from each set's output and log-sum-exp.
+
+    Each part is a softmax normalised over its own keys; the whole softmax weighs them by their
+    normalisers, exp(lse_near) and exp(lse_far). A query with no far keys has lse_far = -inf,
+    so its weight is 0.
     """
-    checkpoint = torch.load(path, map_location="cpu", weights_only=True)  # weights_only: runs no code from the file
-    model = GPT(GPTConfig(**checkpoint["model_config"]))
-    model.load_state_dict(checkpoint["model"])
-    params = dict(model.named_parameters())
-    masks = (checkpoint.get("sparsity") or {}).get("masks", {})
-    with torch.no_grad():
-        for group, mask in masks.items():  # one row per layer of the group, flattened like the weight
-            names = group.split(",")
-            if len(names) != mask.size(0) or any(name not in params or params[name].numel() != mask.size(1)
-                                                 for name in names):
-                raise ValueError(f"the sparsity mask of {names[0]} and {len(names) - 1} more does not fit the model")
-            for name, row in zip(names, mask):
-                params[name].mul_(row.view_as(params[name]))
-    return model.to(device), checkpoint
+    far_weight = torch.sigmoid(lse_far - lse_near).unsqueeze(-1).to(y_near.dtype)
+    return y_near + far_weight * (y_far - y_near)
+
+
+def sparse_attention(q, k, v, pattern):
+    if pattern.far is None:
+        return flex_attention(q, k, v, block_mask=pattern.near)
+    y_near, lse_near = flex_attention(q, k, v, block_mask=pattern.near, return_lse=True)
+    stride = pattern.stride
+    if pattern.mode == "strided":
+        # positions as a (T/S, S) grid; transposing it orders them by i mod S, and back
+        T = q.size(2)
+        regroup = lambda t, rows: t.unflatten(2, (rows, T // rows)).transpose(2, 3).flatten(2, 3)
+        y_far, lse_far = flex_attention(*(regroup(t, T // stride) for t in (q, k, v)), block_mask=pattern.far,
+                                        return_lse=True)
+        y_far, lse_far = regroup(y_far, stride), regroup(lse_far, stride)
+    else:  # fixed: the last key of every block
+        y_far, lse_far = flex_attention(q, k[:, :, stride - 1::stride], v[:, :, stride - 1::stride],
+                                        block_mask=pattern.far, return_lse=True)
+    return merge_partial_attention(y_near, lse_near, y_far, lse_far)

@@ -1,27 +1,32 @@
 """
-Plots the metrics.jsonl files that train.py writes, and prints a summary table.
+Plots the metrics.jsonl files that train.py writes, and prints a summary table as markdown.
 
-    python plot.py out/docmix_dense out/docmix_mst --out results/docmix
-    python plot.py "dense=out/docmix_dense/metrics.jsonl" "MST=out/docmix_mst" --out results/docmix --title docmix
+    python plot.py curves RUN... --out DIR [--title T]
+    python plot.py frontier --family NAME RUN [RUN...] [--family NAME RUN...]... --out DIR [--title T] [--reference RUN]
+    python plot.py regime --pair LABEL MST_RUN DENSE_RUN [--pair ...] --out DIR [--title T]
 
-A run is a metrics.jsonl file or the out_dir that holds one; LABEL=PATH names it (by default the out_dir's
-name, or the file's stem). FLOPs are each run's own count ("flops_mst"). The first run is the reference:
-the table gives FLOPs as a multiple of its FLOPs, and the FLOPs plot marks its final loss. Writes to --out
-val_loss_vs_step.png, val_loss_vs_flops.png (every run) and sparsity.png (each MST run's target and actual
-sparsity, phases, and where HSA was on; not written when no run has MST phases).
+A RUN is a metrics.jsonl file or the out_dir that holds one; LABEL=PATH names it (by default the out_dir's
+name, or the file's stem). FLOPs are each run's own count of its training FLOPs ("flops").
+
+curves: the runs' val loss by step and by FLOPs, val_loss_vs_step.png and val_loss_vs_flops.png, and each
+MST run's target and actual sparsity, phases and where HSA was on, sparsity.png (not written when no run
+has MST phases). The first run is the reference: the table gives FLOPs as a multiple of its FLOPs, and the
+FLOPs plot marks its final loss.
+
+frontier: each run is one point, its final val loss at its final FLOPs; each family (say, dense runs of
+several lengths, or MST runs of several schedules) is one line, in FLOP order. The table gives FLOPs as a
+multiple of the --reference run's (by default the run with the most FLOPs). Writes frontier.png.
+
+regime: whether MST pays off depends on how long the model trains for its size. For each pair, MST's
+final val loss minus the dense run's (below 0: MST is better) against the tokens per parameter of the MST
+run, from the header record that train.py writes at the start of each run. Writes regime.png.
 """
 
 import argparse
 import json
 import os
-import sys
 
-
-def fail(message):
-    """Bad input ends the script with one line, not a traceback."""
-    print(f"error: {message}", file=sys.stderr)
-    sys.exit(2)
-
+from runtime import OneLineParser, fail
 
 try:
     import matplotlib
@@ -31,9 +36,11 @@ try:
 except ImportError:
     fail("plot.py needs matplotlib: pip install matplotlib")
 
-EVAL_KEYS = ("step", "val_loss", "phase", "attn_mode", "flops_mst")
-LOG_KEYS = ("step", "phase", "target_sparsity", "sparsity", "attn_mode", "ms_per_step", "tokens_per_s", "flops_mst")
-PHASE_COLORS = {"warmup": "#fff0cc", "ultra": "#fbe0e0", "restoration": "#e0f2db"}
+EVAL_KEYS = ("step", "val_loss", "phase", "attn_mode", "flops")
+LOG_KEYS = ("step", "phase", "target_sparsity", "sparsity", "attn_mode", "ms_per_step", "tokens_per_s", "flops")
+HEADER_COUNTS = ("params", "tokens_per_iter", "train_tokens")  # what regime divides by
+PHASE_COLORS = {"initial": "#e6eefa", "sparsify": "#fff0cc", "ultra": "#fbe0e0", "restoration": "#e0f2db"}
+MARKERS = "osD^vP*X"
 SKIP_LOGS = 2  # the first log records time compilation and start-up, not training
 
 
@@ -48,7 +55,7 @@ def load_run(arg):
     if label is None:  # the out_dir's name for a metrics.jsonl, else the file's stem
         stem = os.path.splitext(os.path.basename(path))[0]
         label = os.path.basename(os.path.dirname(os.path.abspath(path))) if stem == "metrics" else stem
-    evals, logs = {}, {}
+    header, evals, logs = None, {}, {}
     with open(path, errors="replace") as f:  # a binary file fails as "not JSON" below
         for n, line in enumerate(f, 1):
             if not line.strip():
@@ -59,6 +66,13 @@ def load_run(arg):
                 fail(f"{path} line {n} is not JSON")
             if not isinstance(record, dict):
                 fail(f"{path} line {n} is not a train.py metrics record")
+            if "step" not in record and "run" in record:
+                bad = [k for k in HEADER_COUNTS
+                       if not isinstance(record.get(k), int) or isinstance(record[k], bool) or record[k] <= 0]
+                if bad:
+                    fail(f"{path} line {n} is a header record, but its {', '.join(bad)} is not a positive integer")
+                header = record  # each resume writes one again; the latest describes the run as it ended
+                continue
             kind, keys = (evals, EVAL_KEYS) if "val_loss" in record else (logs, LOG_KEYS)
             missing = [k for k in keys if k not in record]
             if missing:
@@ -66,7 +80,8 @@ def load_run(arg):
             kind[record["step"]] = record  # a resumed run appends again: its later records win
     if not evals:
         fail(f"{path} has no evaluation records (val_loss): is it train.py's metrics.jsonl?")
-    return {"label": label, "evals": [evals[s] for s in sorted(evals)], "logs": [logs[s] for s in sorted(logs)]}
+    return {"label": label, "path": path, "header": header, "evals": [evals[s] for s in sorted(evals)],
+            "logs": [logs[s] for s in sorted(logs)]}
 
 
 def is_mst(run):
@@ -74,7 +89,8 @@ def is_mst(run):
 
 
 def summarize(run):
-    """Final val loss, final counted FLOPs, mean tokens/s and an estimate of the wall time in seconds."""
+    """Final val loss, final counted FLOPs, steps trained, mean tokens/s and an estimate of the wall time in
+    seconds."""
     # left out of the speed: a log record at an eval step, which timed the evaluation too, and the last one
     # (at max_iters - 1), whose interval can be shorter than the log_interval that train.py divides by
     eval_steps = {r["step"] for r in run["evals"]}
@@ -83,50 +99,73 @@ def summarize(run):
     for r in run["logs"]:  # ms_per_step is the mean over the steps since the previous log record
         wall_ms += r["ms_per_step"] * (r["step"] - previous)
         previous = r["step"]
-    flops = max(r["flops_mst"] for r in run["evals"] + run["logs"])
-    return {"val_loss": run["evals"][-1]["val_loss"], "flops": flops,
+    # step s is evaluated before it trains and logged after, so the records show s or s + 1 steps trained
+    steps = max([r["step"] for r in run["evals"]] + [r["step"] + 1 for r in run["logs"]])
+    flops = max(r["flops"] for r in run["evals"] + run["logs"])
+    return {"val_loss": run["evals"][-1]["val_loss"], "flops": flops, "steps": steps,
             "tokens_per_s": sum(speeds) / len(speeds) if speeds else float("nan"), "wall_s": wall_ms / 1000}
 
 
-def print_table(runs, stats):
-    rows = [["run", "final val loss", "counted FLOPs", f"FLOPs vs {runs[0]['label']}", "tokens/s (mean)",
-             "wall (est.)"]]
-    for run, s in zip(runs, stats):
-        rows.append([run["label"], f"{s['val_loss']:.3f}", f"{s['flops']:.3e}", f"{s['ratio']:.3f}x",
-                     f"{s['tokens_per_s']:,.0f}", f"{s['wall_s'] / 60:.1f} min"])
+def trained(run):
+    """summarize(run), for a plot whose log axis has no place for a run that never trained."""
+    s = summarize(run)
+    if s["flops"] <= 0 or s["steps"] <= 0:
+        fail(f"{run['path']} records no training step, only evaluations before the first")
+    return s
+
+
+def print_table(rows, text_columns=1):
+    """rows[0] is the header. A markdown table, padded so that it reads in a terminal too."""
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    rows.insert(1, ["-" * w for w in widths])
-    for row in rows:  # a markdown table, padded so that it reads in a terminal too
-        cells = [c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths))]
+    rows = [rows[0], ["-" * w for w in widths], *rows[1:]]
+    for row in rows:
+        cells = [c.ljust(w) if i < text_columns else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths))]
         print("| " + " | ".join(cells) + " |")
+
+
+def log_x(ax):
+    """A log x axis whose ticks read as plain numbers, with more of them than matplotlib's decades."""
+    ax.set_xscale("log")
+    ax.xaxis.set_major_locator(matplotlib.ticker.LogLocator(subs=(1, 2, 3, 5)))
+    ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}"))
+    ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+
+
+def save(fig, path):
+    fig.tight_layout()
+    fig.savefig(path, dpi=150)
+    plt.close(fig)
+
+
+def ratio(flops, reference):
+    return flops / reference if reference else float("nan")
+
+
+# -----------------------------------------------------------------------------
+# curves
 
 
 def plot_val_loss(runs, stats, path, title, flops):
     fig, ax = plt.subplots(figsize=(9, 5.5))
     for i, (run, s) in enumerate(zip(runs, stats)):
         # step 0 is left out: its loss (about 10.8) would squash the rest, and 0 FLOPs has no place on a log axis
-        xs = [r["flops_mst"] / 1e15 if flops else r["step"] for r in run["evals"] if r["step"] > 0]
+        xs = [r["flops"] / 1e15 if flops else r["step"] for r in run["evals"] if r["step"] > 0]
         ys = [r["val_loss"] for r in run["evals"] if r["step"] > 0]
         tail = f"{s['val_loss']:.3f} at {s['ratio']:.2f}x FLOPs" if flops else f"{s['val_loss']:.3f}"
         ax.plot(xs, ys, color=plt.cm.tab10(i % 10), marker="s" if is_mst(run) else "o", markersize=4, linewidth=1.6,
                 label=f"{run['label']}: {tail}")
     if flops:
-        ax.set_xscale("log")
-        ax.xaxis.set_major_locator(matplotlib.ticker.LogLocator(subs=(1, 2, 3, 5)))
-        ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}"))
-        ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+        log_x(ax)
         ax.axhline(stats[0]["val_loss"], color="0.3", linestyle="--", linewidth=1,
                    label=f"{runs[0]['label']} final val loss ({stats[0]['val_loss']:.3f})")
-    ax.set_xlabel("cumulative counted training FLOPs, in $10^{15}$ (flops_mst, log scale)" if flops else "step")
+    ax.set_xlabel("cumulative counted training FLOPs, in $10^{15}$ (log scale)" if flops else "step")
     ax.set_ylabel("validation loss (cross-entropy, nats/token)")
     name = "validation loss vs " + ("counted training FLOPs" if flops else "step")
     ax.set_title(name + (f"\n{title}" if title else ""))
     ax.grid(True, alpha=0.3)
     ax.margins(y=0.06)
     ax.legend(loc="upper right", fontsize=9)
-    fig.tight_layout()
-    fig.savefig(path, dpi=150)
-    plt.close(fig)
+    save(fig, path)
 
 
 def spans(records, key):
@@ -168,33 +207,146 @@ def plot_sparsity(runs, path, title):
         ax.legend(loc="lower center", fontsize=8)
     axes[-1, 0].set_xlabel("step")
     fig.suptitle("sparsity (fraction of prunable weights that are zero) by step" + (f"\n{title}" if title else ""))
-    fig.tight_layout()
-    fig.savefig(path, dpi=150)
-    plt.close(fig)
+    save(fig, path)
 
 
-def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("runs", nargs="+", help="metrics.jsonl files or out_dirs, each optionally as LABEL=PATH")
-    parser.add_argument("--out", required=True, help="folder for the PNGs (made if missing)")
-    parser.add_argument("--title", default="", help="second title line of every plot, e.g. the setup")
-    args = parser.parse_args(argv)
-    if os.path.exists(args.out) and not os.path.isdir(args.out):
-        fail(f"--out {args.out} is a file, not a folder")
-
+def curves(args):
     runs = [load_run(arg) for arg in args.runs]
     stats = [summarize(run) for run in runs]
     for s in stats:
-        s["ratio"] = s["flops"] / stats[0]["flops"] if stats[0]["flops"] else float("nan")
+        s["ratio"] = ratio(s["flops"], stats[0]["flops"])
     os.makedirs(args.out, exist_ok=True)
     plot_val_loss(runs, stats, os.path.join(args.out, "val_loss_vs_step.png"), args.title, flops=False)
     plot_val_loss(runs, stats, os.path.join(args.out, "val_loss_vs_flops.png"), args.title, flops=True)
     mst_runs = [(i, run) for i, run in enumerate(runs) if is_mst(run)]
     if mst_runs:
         plot_sparsity(mst_runs, os.path.join(args.out, "sparsity.png"), args.title)
-    print_table(runs, stats)
+    print_table([["run", "final val loss", "counted FLOPs", f"FLOPs vs {runs[0]['label']}", "tokens/s (mean)",
+                  "wall (est.)"]] +
+                [[run["label"], f"{s['val_loss']:.3f}", f"{s['flops']:.3e}", f"{s['ratio']:.3f}x",
+                  f"{s['tokens_per_s']:,.0f}", f"{s['wall_s'] / 60:.1f} min"] for run, s in zip(runs, stats)])
     written = "val_loss_vs_step.png, val_loss_vs_flops.png" + (", sparsity.png" if mst_runs else "")
     print(f"wrote {written} to {args.out}" + ("" if mst_runs else " (no MST run, so no sparsity.png)"))
+
+
+# -----------------------------------------------------------------------------
+# frontier
+
+
+def frontier(args):
+    families = []  # (name, [(run, stats)] in FLOP order)
+    for name, *specs in args.family:
+        if not specs:
+            fail(f"--family {name} names no run: give --family NAME RUN [RUN...]")
+        points = [(run, trained(run)) for run in map(load_run, specs)]
+        families.append((name, sorted(points, key=lambda p: p[1]["flops"])))
+    if args.reference:
+        reference = load_run(args.reference)
+        reference_flops = trained(reference)["flops"]
+    else:
+        reference, reference_flops = max(((run, s["flops"]) for _, points in families for run, s in points),
+                                         key=lambda p: p[1])
+    os.makedirs(args.out, exist_ok=True)
+
+    fig, ax = plt.subplots(figsize=(9, 5.5))
+    for i, (name, points) in enumerate(families):
+        xs = [s["flops"] / 1e15 for _, s in points]
+        ys = [s["val_loss"] for _, s in points]
+        ax.plot(xs, ys, color=plt.cm.tab10(i % 10), marker=MARKERS[i % len(MARKERS)], markersize=7, linewidth=1.6,
+                label=name)
+        for (run, _), x, y in zip(points, xs, ys):
+            ax.annotate(run["label"], (x, y), textcoords="offset points", xytext=(6, 6), fontsize=8,
+                        color=plt.cm.tab10(i % 10))
+    ax.axvline(reference_flops / 1e15, color="0.3", linestyle=":", linewidth=1,
+               label=f"1.0x FLOPs: {reference['label']}")
+    log_x(ax)
+    ax.set_xlabel("counted training FLOPs, in $10^{15}$ (log scale)")
+    ax.set_ylabel("final validation loss (cross-entropy, nats/token)")
+    ax.set_title("final validation loss vs counted training FLOPs" + (f"\n{args.title}" if args.title else ""))
+    ax.grid(True, alpha=0.3)
+    ax.margins(x=0.08, y=0.08)  # room for the labels of the end points
+    ax.legend(loc="upper right", fontsize=9)
+    save(fig, os.path.join(args.out, "frontier.png"))
+
+    print_table([["family", "run", "final val loss", "counted FLOPs", f"FLOPs vs {reference['label']}"]] +
+                [[name, run["label"], f"{s['val_loss']:.3f}", f"{s['flops']:.3e}",
+                  f"{ratio(s['flops'], reference_flops):.3f}x"] for name, points in families for run, s in points],
+                text_columns=2)
+    print(f"wrote frontier.png to {args.out}")
+
+
+# -----------------------------------------------------------------------------
+# regime
+
+
+def regime(args):
+    pairs = []  # (label, tokens per parameter, epochs, MST stats, dense stats)
+    for label, mst_arg, dense_arg in args.pair:
+        mst, dense = load_run(mst_arg), load_run(dense_arg)
+        if mst["header"] is None:
+            fail(f"{mst['path']} has no header record (the \"run\" line train.py writes first), so its parameter "
+                 "and token counts are unknown")
+        s, d = trained(mst), trained(dense)
+        tokens = s["steps"] * mst["header"]["tokens_per_iter"]
+        pairs.append((label, tokens / mst["header"]["params"], tokens / mst["header"]["train_tokens"], s, d))
+    os.makedirs(args.out, exist_ok=True)
+
+    fig, ax = plt.subplots(figsize=(9, 5.5))
+    ax.axhline(0, color="0.3", linewidth=1)
+    for i, (label, per_param, _, s, d) in enumerate(pairs):
+        difference = s["val_loss"] - d["val_loss"]
+        ax.plot([per_param], [difference], color=plt.cm.tab10(i % 10), marker=MARKERS[i % len(MARKERS)],
+                markersize=8, linestyle="none", label=f"{label}: {difference:+.3f} at {per_param:.3g} tokens/param")
+        ax.annotate(label, (per_param, difference), textcoords="offset points", xytext=(6, 6), fontsize=8)
+    log_x(ax)
+    ax.set_xlabel("training tokens per parameter of the MST run (log scale)")
+    ax.set_ylabel("MST minus dense final val loss (below 0: MST better)")
+    ax.set_title("MST's loss against dense, by training length" + (f"\n{args.title}" if args.title else ""))
+    ax.grid(True, alpha=0.3)
+    ax.margins(x=0.15, y=0.15)
+    ax.legend(loc="best", fontsize=9)
+    save(fig, os.path.join(args.out, "regime.png"))
+
+    print_table([["pair", "tokens/param", "epochs", "MST val loss", "MST FLOPs", "dense val loss", "dense FLOPs",
+                  "FLOPs MST/dense", "MST - dense"]] +
+                [[label, f"{per_param:.4g}", f"{epochs:.3g}", f"{s['val_loss']:.3f}", f"{s['flops']:.3e}",
+                  f"{d['val_loss']:.3f}", f"{d['flops']:.3e}", f"{ratio(s['flops'], d['flops']):.3f}x",
+                  f"{s['val_loss'] - d['val_loss']:+.3f}"] for label, per_param, epochs, s, d in pairs])
+    print(f"wrote regime.png to {args.out}")
+
+
+def main(argv=None):
+    parser = OneLineParser(prog="plot.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    p = commands.add_parser("curves", help="loss by step and by FLOPs, and sparsity, of each run",
+                            usage="plot.py curves RUN... --out DIR [--title T]")
+    p.add_argument("runs", nargs="+", metavar="RUN", help="metrics.jsonl files or out_dirs, each optionally as "
+                   "LABEL=PATH; the first is the reference for the FLOPs multiples")
+    p.set_defaults(handler=curves)
+
+    p = commands.add_parser("frontier", help="final loss vs FLOPs, one point a run, one line a family",
+                            usage="plot.py frontier --family NAME RUN [RUN...] [--family NAME RUN...]... --out DIR "
+                                  "[--title T] [--reference RUN]")
+    p.add_argument("--family", action="append", nargs="+", required=True, metavar=("NAME", "RUN"),
+                   help="a family's name for the legend, then its runs (LABEL=PATH names a point)")
+    p.add_argument("--reference", metavar="RUN", help="the run whose FLOPs are 1.0x in the table (need not be in "
+                   "a family; default: the run with the most FLOPs)")
+    p.set_defaults(handler=frontier)
+
+    p = commands.add_parser("regime", help="MST minus dense final loss vs tokens per parameter",
+                            usage="plot.py regime --pair LABEL MST_RUN DENSE_RUN [--pair ...] --out DIR [--title T]")
+    p.add_argument("--pair", action="append", nargs=3, required=True, metavar=("LABEL", "MST_RUN", "DENSE_RUN"),
+                   help="a name for the pair, an MST run with its header record, and the dense run to compare")
+    p.set_defaults(handler=regime)
+
+    for p in commands.choices.values():
+        p.add_argument("--out", required=True, metavar="DIR", help="folder for the PNGs (made if missing)")
+        p.add_argument("--title", default="", metavar="T", help="second title line of every plot, e.g. the setup")
+    args = parser.parse_args(argv)
+    if os.path.exists(args.out) and not os.path.isdir(args.out):
+        fail(f"--out {args.out} is a file, not a folder")
+    args.handler(args)
 
 
 if __name__ == "__main__":

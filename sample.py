@@ -5,9 +5,10 @@ Sample text from a trained model: a train.py checkpoint (dense or MST), or OpenA
     python sample.py --ckpt=out/mst_tiny/ckpt.pt --start=FILE:prompt.txt --attention=hsa --seed=7
     python sample.py --init_from=gpt2 --start="The meaning of life is"
 
-A checkpoint is sampled exactly as it was trained: its MST masks are applied to the weights
-(model.load_checkpoint). Attention is dense unless --attention asks for the checkpoint's sparse
-pattern (`hsa`) or another one. The same --seed gives the same samples on the same device.
+A checkpoint's MST masks are applied to its weights (runtime.open_checkpoint), so it is sampled
+on exactly the topology it was trained with. Attention is dense unless --attention asks for the
+checkpoint's sparse pattern (`hsa`, at its configured attn_window) or another one. The same
+--seed gives the same samples on the same device.
 
 --init_from=gpt2 (or gpt2-medium, -large, -xl) needs the `transformers` package and the weights
 in the local Hugging Face cache; mst depends on neither and never downloads them. Our MLP uses
@@ -19,12 +20,12 @@ import argparse
 import os
 import sys
 import warnings
-import zipfile
-from contextlib import nullcontext
 
 import torch
 
-from model import ATTENTION_MODES, GPT, GPTConfig, load_checkpoint
+from model import ATTENTION_MODES, GPT, GPTConfig
+from runtime import OneLineParser, autocast_for, fail, first_line, open_checkpoint, pick_device
+from tokenizer import get_gpt2_encoding  # the tokenizer prepare.py made the training data with
 
 GPT2_MODELS = ("gpt2", "gpt2-medium", "gpt2-large", "gpt2-xl")
 # Hugging Face stores GPT-2's Conv1D weights as (in, out); nn.Linear wants (out, in)
@@ -34,60 +35,6 @@ CONV1D_WEIGHTS = ("attn.c_attn.weight", "attn.c_proj.weight", "mlp.c_fc.weight",
 # On CUDA, the sparse patterns run through FlexAttention uncompiled: exact, only slower and
 # hungrier than the fused kernel, which is fine for sampling and evaluation.
 warnings.filterwarnings("ignore", message="flex_attention called without torch.compile")
-
-
-def fail(message):
-    """Bad input ends the run with one line on stderr, not a traceback."""
-    print(f"error: {message}", file=sys.stderr)
-    sys.exit(2)
-
-
-class Parser(argparse.ArgumentParser):
-    def error(self, message):  # argparse would print the whole usage first
-        fail(f"{message} (see --help)")
-
-
-def first_line(e):
-    return (str(e).strip().splitlines() or [type(e).__name__])[0]
-
-
-def pick_device(name):
-    if name is None:
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        device = None
-    if device is None or device.type not in ("cpu", "cuda") or (device.type == "cpu" and name != "cpu"):
-        fail(f"--device={name} must be cpu or cuda (or cuda:N)")
-    if device.type == "cuda" and not torch.cuda.is_available():
-        fail(f"--device={name} but this torch sees no CUDA device")
-    if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
-        fail(f"--device={name} but this machine has {torch.cuda.device_count()} CUDA device(s)")
-    return name
-
-
-def autocast_for(device, dtype):
-    """train.py's numerics: bf16 autocast on CUDA where the GPU has it, fp32 on the CPU."""
-    if dtype == "auto":
-        dtype = "bfloat16" if device != "cpu" and torch.cuda.is_bf16_supported() else "float32"
-    if dtype == "float32":
-        return nullcontext()
-    return torch.autocast("cpu" if device == "cpu" else "cuda", dtype=getattr(torch, dtype))
-
-
-def open_checkpoint(path, device):
-    """load_checkpoint, with every way a file can be wrong said in one line."""
-    if not os.path.isfile(path):
-        fail(f"checkpoint {path} not found")
-    if not zipfile.is_zipfile(path):  # torch.save has written zip archives since torch 1.6
-        fail(f"{path} is not a checkpoint (not a torch.save archive)")
-    try:
-        return load_checkpoint(path, device)
-    except KeyError as e:
-        fail(f"{path} is not a train.py checkpoint: it has no {e}")
-    except Exception as e:  # truncated, unsafe to unpickle, masks that do not fit the model...
-        fail(f"cannot load {path}: {type(e).__name__}: {first_line(e)}")
 
 
 def gpt2_from_hf_model(hf_model):
@@ -160,7 +107,7 @@ def encode_prompt(text, enc, vocab_size):
 
 
 def sample(model, start_ids, num_samples, max_new_tokens, temperature=1.0, top_k=None, seed=1337,
-           device="cpu", dtype="auto", num_tokens=None):
+           device="cpu", dtype="auto", num_tokens=None, attention="dense"):
     """(num_samples, len(start_ids) + max_new_tokens) ids; the same seed gives the same ids.
 
     num_tokens: how many ids the tokenizer can decode. A model whose vocabulary is padded
@@ -177,14 +124,15 @@ def sample(model, start_ids, num_samples, max_new_tokens, temperature=1.0, top_k
     generator = torch.Generator(device=device).manual_seed(seed)  # the only randomness generate() uses
     try:
         with autocast_for(device, dtype):
-            return model.generate(idx, max_new_tokens, temperature=temperature, top_k=top_k, generator=generator)
+            return model.generate(idx, max_new_tokens, temperature=temperature, top_k=top_k, generator=generator,
+                                  mode=attention)
     finally:
         if hook is not None:
             hook.remove()
 
 
 def main(argv=None):
-    parser = Parser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = OneLineParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     where = parser.add_mutually_exclusive_group()
     where.add_argument("--out_dir", default="out", help="sample from OUT_DIR/ckpt.pt (default: out)")
     where.add_argument("--ckpt", help="sample from this checkpoint file (ckpt.pt, best.pt, a copy)")
@@ -217,14 +165,11 @@ def main(argv=None):
     else:
         path = args.init_from
         model, checkpoint = load_gpt2(args.init_from, device)
-    config = checkpoint["config"]
-    attention = config.get("hsa_mode", "blocksparse") if args.attention == "hsa" else args.attention
-    model.set_attention(attention)
+    attention = model.config.hsa_mode if args.attention == "hsa" else args.attention
     if device != "cpu":
         torch.backends.cuda.matmul.allow_tf32 = True  # as in training
         torch.backends.cudnn.allow_tf32 = True
 
-    from prepare import get_gpt2_encoding  # the tokenizer train.py's data was made with
     try:
         enc = get_gpt2_encoding()
     except Exception as e:
@@ -239,7 +184,7 @@ def main(argv=None):
           file=sys.stderr)
 
     ids = sample(model, start_ids, args.num_samples, args.max_new_tokens, args.temperature, args.top_k or None,
-                 args.seed, device, args.dtype, num_tokens=enc.n_vocab)
+                 args.seed, device, args.dtype, num_tokens=enc.n_vocab, attention=attention)
     for row in ids.tolist():
         print(enc.decode(row))
         print("---------------")

