@@ -25,7 +25,7 @@ from torch._dynamo.utils import counters
 
 from model import ATTENTION_MODES, GPT, GPTConfig, flex_pattern, pattern_density, pattern_mask_mod, sparse_attention
 from runtime import gpu_peak_flops
-from sparse import MixedSparsity, SparsitySchedule, training_flops_per_token
+from sparse import MixedSparsity, SparsitySchedule, optimizer_step, training_flops_per_token
 
 parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
 parser.add_argument("--smoke", action="store_true", help="tiny model, few steps, CPU friendly")
@@ -100,13 +100,7 @@ for T, B, window, stride in shapes:
         with autocast:
             _, loss = model(x, y, attention)
         loss.backward()
-        if sparsity is not None:
-            sparsity.apply_to_gradients()
-        torch.nn.utils.clip_grad_norm_(raw.parameters(), 1.0)
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-        if sparsity is not None:
-            sparsity.apply_to_weights()
+        optimizer_step(optimizer, raw.parameters(), sparsity, grad_clip=1.0)
 
     dense_flops = B * T * training_flops_per_token(raw, T)
     results = {}

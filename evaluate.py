@@ -24,7 +24,7 @@ import argparse
 import json
 import math
 import os
-import warnings
+import sys
 
 import torch
 
@@ -34,9 +34,6 @@ from runtime import (OneLineParser, check_tokens, estimate_loss, fail, open_chec
 from sparse import (EMBEDDING, attention_training_flops, linear_training_flops, sparse_parameters,
                     training_flops_per_token)
 
-# On CUDA, the sparse patterns run through FlexAttention uncompiled: exact, only slower and
-# hungrier than the fused kernel, which is fine for an evaluation.
-warnings.filterwarnings("ignore", message="flex_attention called without torch.compile")
 
 LAYER_TYPES = ("attn qkv", "attn proj", "mlp fc", "mlp proj", "embedding/lm_head", "attention", "other")
 
@@ -255,6 +252,9 @@ def main(argv=None):
     p.add_argument("--ckpt", required=True, help="a train.py checkpoint")
     p.add_argument("--previous", default=None, help="an earlier checkpoint of the same run: count changed positions")
     p.add_argument("--json", default=None, help="also write the report to this JSON file")
+    argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0].startswith("-") and argv[0] not in ("-h", "--help"):  # else argparse blames its value
+        fail(f"unknown option {argv[0]}: the first argument is the command, loss or report (see --help)")
     args = parser.parse_args(argv)
     {"loss": cmd_loss, "report": cmd_report}[args.command](args)
 

@@ -137,6 +137,17 @@ def save(fig, path):
     plt.close(fig)
 
 
+def finish(fig, ax, path, xlabel, ylabel, title, margins=(0.05, 0.06), legend="upper right"):
+    """The one-axis plots' labels, grid, margins (room for point labels) and legend; then save."""
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.grid(True, alpha=0.3)
+    ax.margins(*margins)
+    ax.legend(loc=legend, fontsize=9)
+    save(fig, path)
+
+
 def ratio(flops, reference):
     return flops / reference if reference else float("nan")
 
@@ -158,14 +169,9 @@ def plot_val_loss(runs, stats, path, title, flops):
         log_x(ax)
         ax.axhline(stats[0]["val_loss"], color="0.3", linestyle="--", linewidth=1,
                    label=f"{runs[0]['label']} final val loss ({stats[0]['val_loss']:.3f})")
-    ax.set_xlabel("cumulative counted training FLOPs, in $10^{15}$ (log scale)" if flops else "step")
-    ax.set_ylabel("validation loss (cross-entropy, nats/token)")
     name = "validation loss vs " + ("counted training FLOPs" if flops else "step")
-    ax.set_title(name + (f"\n{title}" if title else ""))
-    ax.grid(True, alpha=0.3)
-    ax.margins(y=0.06)
-    ax.legend(loc="upper right", fontsize=9)
-    save(fig, path)
+    finish(fig, ax, path, "cumulative counted training FLOPs, in $10^{15}$ (log scale)" if flops else "step",
+           "validation loss (cross-entropy, nats/token)", name + (f"\n{title}" if title else ""))
 
 
 def spans(records, key):
@@ -260,13 +266,10 @@ def frontier(args):
     ax.axvline(reference_flops / 1e15, color="0.3", linestyle=":", linewidth=1,
                label=f"1.0x FLOPs: {reference['label']}")
     log_x(ax)
-    ax.set_xlabel("counted training FLOPs, in $10^{15}$ (log scale)")
-    ax.set_ylabel("final validation loss (cross-entropy, nats/token)")
-    ax.set_title("final validation loss vs counted training FLOPs" + (f"\n{args.title}" if args.title else ""))
-    ax.grid(True, alpha=0.3)
-    ax.margins(x=0.08, y=0.08)  # room for the labels of the end points
-    ax.legend(loc="upper right", fontsize=9)
-    save(fig, os.path.join(args.out, "frontier.png"))
+    finish(fig, ax, os.path.join(args.out, "frontier.png"), "counted training FLOPs, in $10^{15}$ (log scale)",
+           "final validation loss (cross-entropy, nats/token)",
+           "final validation loss vs counted training FLOPs" + (f"\n{args.title}" if args.title else ""),
+           margins=(0.08, 0.08))
 
     print_table([["family", "run", "final val loss", "counted FLOPs", f"FLOPs vs {reference['label']}"]] +
                 [[name, run["label"], f"{s['val_loss']:.3f}", f"{s['flops']:.3e}",
@@ -299,13 +302,10 @@ def regime(args):
                 markersize=8, linestyle="none", label=f"{label}: {difference:+.3f} at {per_param:.3g} tokens/param")
         ax.annotate(label, (per_param, difference), textcoords="offset points", xytext=(6, 6), fontsize=8)
     log_x(ax)
-    ax.set_xlabel("training tokens per parameter of the MST run (log scale)")
-    ax.set_ylabel("MST minus dense final val loss (below 0: MST better)")
-    ax.set_title("MST's loss against dense, by training length" + (f"\n{args.title}" if args.title else ""))
-    ax.grid(True, alpha=0.3)
-    ax.margins(x=0.15, y=0.15)
-    ax.legend(loc="best", fontsize=9)
-    save(fig, os.path.join(args.out, "regime.png"))
+    finish(fig, ax, os.path.join(args.out, "regime.png"), "training tokens per parameter of the MST run (log scale)",
+           "MST minus dense final val loss (below 0: MST better)",
+           "MST's loss against dense, by training length" + (f"\n{args.title}" if args.title else ""),
+           margins=(0.15, 0.15), legend="best")
 
     print_table([["pair", "tokens/param", "epochs", "MST val loss", "MST FLOPs", "dense val loss", "dense FLOPs",
                   "FLOPs MST/dense", "MST - dense"]] +

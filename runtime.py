@@ -7,6 +7,7 @@ import argparse
 import ctypes
 import os
 import sys
+import warnings
 import zipfile
 from contextlib import nullcontext
 
@@ -16,6 +17,10 @@ import torch.distributed as dist
 
 from model import GPT, GPTConfig
 from sparse import SparsitySchedule, apply_masks
+
+# sample.py and evaluate.py run the sparse patterns through FlexAttention uncompiled on CUDA: exact,
+# only slower and hungrier than the fused kernel, which is fine for sampling and evaluation.
+warnings.filterwarnings("ignore", message="flex_attention called without torch.compile")
 
 # -----------------------------------------------------------------------------
 # errors: bad input ends a script with one line and exit status 2, never a traceback
@@ -182,9 +187,9 @@ def read_checkpoint(path):
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # truncated inside, unsafe to unpickle, ...
         fail(f"cannot load {path}: {type(e).__name__}: {first_line(e)}")
-    missing = [k for k in ("model", "model_config", "config", "iter_num") if k not in checkpoint]
+    missing = [k for k in ("model", "model_config", "config", "iter_num", "schedule") if k not in checkpoint]
     if missing:
-        fail(f"{path} is not a train.py checkpoint: it has no {missing[0]!r}")
+        fail(f"{path} is not a train.py checkpoint, or one from an older version: it has no {missing[0]!r}")
     return checkpoint
 
 

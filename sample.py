@@ -19,7 +19,6 @@ OpenAI's (as nanoGPT's do).
 import argparse
 import os
 import sys
-import warnings
 
 import torch
 
@@ -30,11 +29,6 @@ from tokenizer import get_gpt2_encoding  # the tokenizer prepare.py made the tra
 GPT2_MODELS = ("gpt2", "gpt2-medium", "gpt2-large", "gpt2-xl")
 # Hugging Face stores GPT-2's Conv1D weights as (in, out); nn.Linear wants (out, in)
 CONV1D_WEIGHTS = ("attn.c_attn.weight", "attn.c_proj.weight", "mlp.c_fc.weight", "mlp.c_proj.weight")
-
-
-# On CUDA, the sparse patterns run through FlexAttention uncompiled: exact, only slower and
-# hungrier than the fused kernel, which is fine for sampling and evaluation.
-warnings.filterwarnings("ignore", message="flex_attention called without torch.compile")
 
 
 def gpt2_from_hf_model(hf_model):

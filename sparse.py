@@ -313,6 +313,20 @@ class MixedSparsity:
         self.generator.set_state(state["generator"])
 
 
+def optimizer_step(optimizer, parameters, sparsity=None, grad_clip=0.0):
+    """One optimizer step under MST's masks: gradients are masked before clipping and the step, so the
+    clipping norm sees only live gradients and dead weights' Adam moments stay 0; weights are masked
+    after it, so that dead weights stay exactly 0 whatever the optimizer does."""
+    if sparsity is not None:
+        sparsity.apply_to_gradients()
+    if grad_clip > 0:
+        torch.nn.utils.clip_grad_norm_(parameters, grad_clip)
+    optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+    if sparsity is not None:
+        sparsity.apply_to_weights()
+
+
 @torch.no_grad()
 def apply_masks(model, masks):
     """Zero the weights a checkpoint's masks ({name: flat bool mask}) say are dead."""

@@ -27,7 +27,7 @@ from configurator import ConfigError, load_config
 from model import GPT, GPTConfig
 from runtime import (autocast_for, check_tokens, draw_batches, estimate_loss, fail, first_line, gpu_peak_flops,
                      keep_freed_memory, read_batch, read_checkpoint, save_checkpoint, training_attention)
-from sparse import MixedSparsity, SparsitySchedule, training_flops_per_token
+from sparse import MixedSparsity, SparsitySchedule, optimizer_step, training_flops_per_token
 
 # -----------------------------------------------------------------------------
 # I/O
@@ -64,7 +64,7 @@ decay_lr = True
 warmup_iters = 2000
 lr_decay_iters = 0  # 0: max_iters
 min_lr = 6e-5
-restore_lr = 3e-4  # > 0: at ultra_end, warm the rate up again to this over restore_warmup_iters, then cosine
+restore_lr = 3e-4  # > 0: at ultra_end, warm the rate up again to this (half the peak did best on 124M), then cosine
 restore_warmup_iters = 50
 # Mixed Sparsity Training; phase boundaries are fractions of max_iters (sparse.py)
 mst = True  # False trains the dense baseline with the same loop
@@ -85,8 +85,8 @@ grow_mode = "mixed"  # 'gradient', 'random' or 'mixed'
 grow_gradient_share = 0.75  # mixed growing: 3 by gradient to 1 at random
 # Hybrid Sparse Attention
 hsa_mode = "blocksparse"  # the sparse pattern: 'local', 'strided', 'fixed' or 'blocksparse'
-hsa_phases = ("ultra", "restoration")  # phases that use it; () keeps attention dense throughout
-hsa_window_follows_sparsity = True  # the window widens toward dense as the target sparsity falls
+hsa_phases = ("ultra",)  # phases that use it; () keeps attention dense throughout
+hsa_window_follows_sparsity = False  # True: the window widens toward dense as the target sparsity falls
 attn_window = 256
 attn_stride = 512
 attn_block = 128
@@ -174,6 +174,7 @@ device_type = "cuda" if device.startswith("cuda") else "cpu"
 if device_type == "cpu":
     dtype = "float32"  # bf16 autocast on the CPU is slow and changes numerics; fp32 is the reference
     compile = False
+    config.update(dtype=dtype, compile=compile)  # the checkpoint records what ran
     keep_freed_memory()
 autocast = autocast_for(device, dtype)
 torch.manual_seed(seed)  # same on every rank: identical initial weights
@@ -378,14 +379,7 @@ while True:
         sparsity.prune_and_regrow(iter_num, optimizer)
         if ddp:
             check_masks_agree()
-    if sparsity is not None:
-        sparsity.apply_to_gradients()
-    if grad_clip > 0:
-        torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
-    optimizer.step()
-    optimizer.zero_grad(set_to_none=True)
-    if sparsity is not None:
-        sparsity.apply_to_weights()
+    optimizer_step(optimizer, model.parameters(), sparsity, grad_clip)
     flops += this_step
     flops_dense += this_step_dense
 
@@ -424,4 +418,5 @@ if master:
           f"        python evaluate.py loss --ckpt={ckpt} --attention=both\n"
           f"        python plot.py curves {out_dir} --out={os.path.join(out_dir, 'plots')}")
 if ddp:
+    dist.barrier()  # rank 0 may still be saving; gloo aborts a process that leaves while a peer works
     dist.destroy_process_group()

@@ -153,6 +153,8 @@ def test_bad_input_is_one_line(runs, tmp_path, one_line_error):
                        (["report", "--ckpt", str(junk)], "not a checkpoint"),
                        (["report", "--ckpt", runs["ultra"], "--previous", missing], "not found"),
                        (["report"], "required"),
+                       (["--frobnicate", "7"], "unknown option --frobnicate"),
+                       (["loss", "--ckpt", runs["ultra"], "--frobnicate", "7"], "unrecognized arguments: --frobnicate 7"),
                        ([], "required")]:
         assert says in one_line_error(evaluate.main, args)
 

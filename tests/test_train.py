@@ -245,12 +245,10 @@ def test_resume_from_a_broken_checkpoint_is_one_line_and_changes_nothing(workdir
 
 
 def test_log_lines_progress_checkpoints_and_what_next(workdir):
-    out = workdir / "out"
     result = run_subprocess(workdir, args_for("out", keep_checkpoints=(5,), log_interval=3))  # as a user types it
     assert result.returncode == 0, result.stderr
     lines = result.stdout.strip().splitlines()
     assert max(len(line) for line in lines) <= 150, max(lines, key=len)
-    out = "out"
     iters = [line for line in lines if line.startswith("iter ")]
     assert iters[0].startswith("iter 0/18: ") and iters[-1].startswith("iter 17/18: ") and "(eta 0:00)" in iters[-1]
     assert "saved out/ckpt.pt (step 9)" in lines and "saved out/ckpt_5.pt (step 5, kept)" in lines
