@@ -69,10 +69,9 @@ def cmd_loss(args):
     eval_iters = config["eval_iters"] if args.eval_iters is None else args.eval_iters
     seed = config["seed"] + 1 if args.seed is None else args.seed
     data_path = os.path.join(args.data_dir or os.path.join("data", config["dataset"]), f"{args.split}.bin")
-    problem = check_tokens(data_path, block_size)
+    problem = check_tokens(data_path, block_size, "run prepare.py for it, or point --data_dir at the dataset")
     if problem:
-        fail(problem if os.path.isfile(data_path) else
-             f"{problem}: run prepare.py for it, or point --data_dir at the dataset")
+        fail(problem)
     if batch_size < 1 or eval_iters < 1:
         fail("--batch_size and --eval_iters must be positive")
     if device != "cpu":

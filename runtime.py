@@ -100,10 +100,11 @@ def keep_freed_memory():
 # token batches from data/<name>/{train,val}.bin: flat uint16 GPT-2 token ids (nanoGPT's layout)
 
 
-def check_tokens(path, block_size):
-    """A one-line reason the file cannot feed batches of block_size tokens, or None."""
+def check_tokens(path, block_size, how=""):
+    """A one-line reason the file cannot feed batches of block_size tokens, or None. `how` says how
+    to make a missing file."""
     if not os.path.isfile(path):
-        return f"{path} not found"
+        return f"{path} not found" + (f": {how}" if how else "")
     if os.path.getsize(path) // 2 <= block_size:
         return f"{path} holds {os.path.getsize(path) // 2} tokens, fewer than block_size + 1 = {block_size + 1}"
     return None

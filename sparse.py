@@ -96,8 +96,9 @@ class SparsitySchedule:
         # of the phase to train. 'late' mirrors the sparsify ramp in time: it holds the sparsity
         # (and saves FLOPs) longer, and densifies fast at the end.
         phase = self.phase(step)
-        if phase in ("initial", "ultra", "final"):
-            return {"initial": self.initial_sparsity, "ultra": self.peak_sparsity, "final": self.final_sparsity}[phase]
+        held = {"initial": self.initial_sparsity, "ultra": self.peak_sparsity, "final": self.final_sparsity}
+        if phase in held:
+            return held[phase]
         start, end = self._phase_span(step)
         s_from, s_to = ((self.initial_sparsity, self.peak_sparsity) if phase == "sparsify"
                         else (self.peak_sparsity, self.final_sparsity))
@@ -188,7 +189,6 @@ class MixedSparsity:
             raise ValueError(f"grow_gradient_share={grow_gradient_share} must lie in [0, 1]")
         if not 0.0 <= embedding_max_sparsity <= 1.0:
             raise ValueError(f"embedding_max_sparsity={embedding_max_sparsity} must lie in [0, 1]")
-        layer_densities([(1, 1)], 1.0, distribution)  # an unknown distribution fails here, not at step 1
         self.schedule, self.distribution = schedule, distribution
         self.grow_mode, self.grow_gradient_share = grow_mode, grow_gradient_share
         self.embedding_max_sparsity = embedding_max_sparsity

@@ -147,12 +147,11 @@ except ValueError as e:
     fail(e)
 data_dir = os.path.join("data", dataset)
 for split in ("train", "val"):
-    path = os.path.join(data_dir, f"{split}.bin")
-    problem = check_tokens(path, block_size)
+    how = (f"python prepare.py {dataset}" if dataset in ("shakespeare", "openwebtext") else
+           "python prepare.py tokens --train ... --val ... --name " + dataset)
+    problem = check_tokens(os.path.join(data_dir, f"{split}.bin"), block_size, f"make it with `{how}` (see prepare.py)")
     if problem:
-        how = (f"python prepare.py {dataset}" if dataset in ("shakespeare", "openwebtext") else
-               "python prepare.py tokens --train ... --val ... --name " + dataset)
-        fail(problem if os.path.isfile(path) else f"{problem}: make it with `{how}` (see README, Data)")
+        fail(problem)
 
 # -- processes and devices
 ddp = int(os.environ.get("RANK", -1)) != -1
@@ -290,6 +289,11 @@ def checkpoint_state():
             "torch_rng": torch.get_rng_state(), "flops": flops, "flops_dense": flops_dense}
 
 
+def save(name, note=""):
+    save_checkpoint(checkpoint_state(), os.path.join(out_dir, name))
+    print(f"saved {os.path.join(out_dir, name)} (step {iter_num}{note})")
+
+
 def log_metrics(record):
     with open(os.path.join(out_dir, "metrics.jsonl"), "a") as f:
         f.write(json.dumps(record) + "\n")
@@ -350,14 +354,12 @@ while True:
                          "flops_dense": flops_dense})
             improved = losses["val"] < best_val_loss
             best_val_loss = min(best_val_loss, losses["val"])
-            saves = [name for name, wanted in (("ckpt.pt", always_save_checkpoint or improved),
-                                               ("best.pt", keep_best_checkpoint and improved)) if wanted]
-            for name in saves if iter_num > 0 else ():
-                save_checkpoint(checkpoint_state(), os.path.join(out_dir, name))
-                print(f"saved {os.path.join(out_dir, name)} (step {iter_num})")
+            if iter_num > 0 and (always_save_checkpoint or improved):
+                save("ckpt.pt")
+            if iter_num > 0 and keep_best_checkpoint and improved:
+                save("best.pt")
     if master and iter_num in keep_checkpoints:
-        save_checkpoint(checkpoint_state(), os.path.join(out_dir, f"ckpt_{iter_num}.pt"))
-        print(f"saved {os.path.join(out_dir, f'ckpt_{iter_num}.pt')} (step {iter_num}, kept)")
+        save(f"ckpt_{iter_num}.pt", ", kept")
     if iter_num == max_iters:
         break
 

@@ -1,7 +1,5 @@
 """The MST machinery against hand computations and brute-force references."""
 
-import math
-
 import numpy as np
 import pytest
 import torch
