@@ -18,10 +18,12 @@ Results are printed and written to --out as a markdown table.
 
 import argparse
 import time
+from contextlib import nullcontext
 
 import torch
 import torch.nn.functional as F
 from torch._dynamo.utils import counters
+from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from model import ATTENTION_MODES, GPT, GPTConfig, flex_pattern, pattern_density, pattern_mask_mod, sparse_attention
 from runtime import gpu_peak_flops
@@ -151,27 +153,32 @@ for T, B, window, stride in shapes:
         q, k, v = (torch.randn(B, H, T, D, device=device, dtype=dtype, requires_grad=device == "cuda") for _ in range(3))
         grad_out = torch.randn_like(q)
         position = torch.arange(T, device=device)
-        for mode in ATTENTION_MODES:
-            if mode == "dense":
-                attend = lambda: F.scaled_dot_product_attention(q, k, v, is_causal=True)
+        # PyTorch picks the causal kernel itself (cuDNN's on an H200 with torch 2.11); both are timed
+        causal_kernels = ["flash causal"] + (["cudnn causal"] if device == "cuda" else [])
+        for mode in causal_kernels + list(ATTENTION_MODES[1:]):
+            if mode in causal_kernels:
+                def attend(backend=SDPBackend.CUDNN_ATTENTION if mode == "cudnn causal" else SDPBackend.FLASH_ATTENTION):
+                    with sdpa_kernel(backend) if device == "cuda" else nullcontext():
+                        return F.scaled_dot_product_attention(q, k, v, is_causal=True)
             else:
                 pattern = flex_pattern(mode, T, window, stride, config.attn_block, device)
                 compiled = torch.compile(sparse_attention, dynamic=False) if device == "cuda" else sparse_attention
                 attend = lambda: compiled(q, k, v, pattern)
             run = (lambda: attend().backward(grad_out)) if device == "cuda" else attend  # CPU flex: forward only
+            pattern_mode = "dense" if mode in causal_kernels else mode
             with torch.no_grad():  # against SDPA with the brute-force boolean mask
-                mask = pattern_mask_mod(mode, window, stride, config.attn_block)(None, None, position[:, None],
-                                                                                 position[None, :])
+                mask = pattern_mask_mod(pattern_mode, window, stride, config.attn_block)(None, None, position[:, None],
+                                                                                         position[None, :])
                 error = (attend().float() - F.scaled_dot_product_attention(q, k, v, attn_mask=mask).float()).abs().max()
             for _ in range(3):
                 run()
             seconds = timed(run, steps)
             kernel_seconds = gpu_time(run, steps) if device == "cuda" else seconds
-            if mode == "dense":
+            if mode == "flash causal":
                 flash_seconds = kernel_seconds
-            attention_rows.append(dict(T=T, mode="flash causal" if mode == "dense" else mode, ms=kernel_seconds * 1e3,
-                                       wall_ms=seconds * 1e3, speed=flash_seconds / kernel_seconds, error=error.item(),
-                                       density=pattern_density(mode, T, window, stride, config.attn_block)))
+            attention_rows.append(dict(T=T, mode=mode, ms=kernel_seconds * 1e3, wall_ms=seconds * 1e3,
+                                       speed=flash_seconds / kernel_seconds, error=error.item(),
+                                       density=pattern_density(pattern_mode, T, window, stride, config.attn_block)))
     del model, raw, optimizer, sparsity
     if device == "cuda":
         torch.cuda.empty_cache()

@@ -41,6 +41,7 @@ EMBEDDING = "transformer.wte.weight"  # tied with lm_head: sparsifying it sparsi
 
 @dataclass
 class SparsitySchedule:
+    # The defaults are the paper's schedule; train.py's (README) are what the docmix study found best.
     max_iters: int
     sparsify_start: float = 0.0  # the phase boundaries, as fractions of max_iters
     sparsify_end: float = 0.1

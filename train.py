@@ -53,7 +53,7 @@ n_embd = 768
 dropout = 0.0
 bias = False
 vocab_size = 50304
-# AdamW and the learning rate: linear warm-up, then cosine to min_lr at lr_decay_iters
+# AdamW and the learning rate: linear warm-up, then cosine to min_lr at lr_decay_iters (MST: see below)
 learning_rate = 6e-4
 max_iters = 600000
 weight_decay = 0.1
@@ -64,16 +64,17 @@ decay_lr = True
 warmup_iters = 2000
 lr_decay_iters = 0  # 0: max_iters
 min_lr = 6e-5
-restore_lr = 3e-4  # > 0: at ultra_end, warm the rate up again to this (half the peak did best on 124M), then cosine
+hold_lr_until_restoration = True  # MST: the rate stays at its peak until ultra_end, then the cosine runs
+restore_lr = 0.0  # > 0: at ultra_end, warm a decayed rate up again to this, then a cosine of its own
 restore_warmup_iters = 50
 # Mixed Sparsity Training; phase boundaries are fractions of max_iters (sparse.py)
 mst = True  # False trains the dense baseline with the same loop
 sparsify_start = 0.0  # dense (initial_sparsity) until here, then the sparsity ramps up
 sparsify_end = 0.1  # ... to peak_sparsity, held until ultra_end
-ultra_end = 0.8
+ultra_end = 0.85
 restore_end = 1.0  # back at final_sparsity here
 initial_sparsity = 0.0
-peak_sparsity = 0.9
+peak_sparsity = 0.85
 final_sparsity = 0.0
 restoration_shape = "early"  # 'early' or 'late', see sparse.py
 sparsity_distribution = "erdos_renyi"  # or 'uniform'
@@ -115,7 +116,8 @@ if overrides.get("init_from", init_from) == "resume":
     if not os.path.exists(ckpt_path):
         fail(f"--init_from=resume but {ckpt_path} does not exist")
     checkpoint = read_checkpoint(ckpt_path)
-    saved = {k: v for k, v in checkpoint["config"].items() if k in defaults and k not in NOT_RESUMED}
+    saved = {"hold_lr_until_restoration": False,  # what checkpoints made before the key did
+             **{k: v for k, v in checkpoint["config"].items() if k in defaults and k not in NOT_RESUMED}}
     changed = [k for k, v in overrides.items() if k in saved and v != saved[k] and k not in CHANGEABLE_ON_RESUME]
     if changed and not overrides.get("allow_changes_on_resume", False):
         k = changed[0]
@@ -143,6 +145,9 @@ try:
                          "must be positive")
     if min(warmup_iters, lr_decay_iters, restore_warmup_iters, restore_lr) < 0:
         raise ValueError("warmup_iters, lr_decay_iters, restore_warmup_iters and restore_lr must not be negative")
+    if mst and hold_lr_until_restoration and restore_lr > 0:
+        raise ValueError("restore_lr re-warms a rate the cosine has spent, but hold_lr_until_restoration keeps it at "
+                         "its peak until ultra_end: set restore_lr=0 or hold_lr_until_restoration=False")
 except ValueError as e:
     fail(e)
 data_dir = os.path.join("data", dataset)
@@ -257,6 +262,10 @@ def step_flops(attention_density, dense_weight_gradient):
 
 gpu_peak = gpu_peak_flops(device) if dtype == "bfloat16" else None  # MFU only against the bf16 peak
 lr_decay_end = lr_decay_iters or max_iters
+# MST holds the rate while the model is sparse and decays it while the weights regrow, so the
+# anneal that lowers the loss at the end works on the model as it ends, not on its sparse form.
+decay_start = max(warmup_iters, schedule.bounds[2]) if schedule is not None and hold_lr_until_restoration else \
+    warmup_iters
 rewarm_at = schedule.bounds[2] if schedule is not None and restore_lr > 0 else None  # ultra_end, in steps
 
 
@@ -270,14 +279,15 @@ def lr_at(it):
         return learning_rate
     if it < warmup_iters:
         return learning_rate * (it + 1) / (warmup_iters + 1)
+    held_or_cosine = lambda i: learning_rate if i < decay_start else cosine_lr(i, decay_start, learning_rate)
     if rewarm_at is not None and it >= rewarm_at:
         # Restoration trains a model that is suddenly much larger at a rate the cosine has almost
         # spent: warm it up again, then decay to min_lr on a cosine of its own.
         if it < rewarm_at + restore_warmup_iters:
-            base = cosine_lr(rewarm_at, warmup_iters, learning_rate)
+            base = held_or_cosine(rewarm_at)
             return base + (restore_lr - base) * (it - rewarm_at + 1) / (restore_warmup_iters + 1)
         return cosine_lr(it, rewarm_at + restore_warmup_iters, restore_lr)
-    return cosine_lr(it, warmup_iters, learning_rate)
+    return held_or_cosine(it)
 
 
 def checkpoint_state():

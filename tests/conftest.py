@@ -17,7 +17,7 @@ TINY = ["--dataset=markov", "--n_layer=2", "--n_head=2", "--n_embd=32", "--block
         "--gradient_accumulation_steps=1", "--warmup_iters=5", "--eval_iters=3", "--log_interval=10",
         "--attn_block=8", "--attn_window=8", "--attn_stride=16", f"--vocab_size={VOCAB}", "--learning_rate=1e-2",
         "--hsa_mode=blocksparse", "--max_iters=40", "--lr_decay_iters=40", "--update_interval=3", "--device=cpu",
-        "--seed=7"]
+        "--seed=7", "--peak_sparsity=0.9"]
 # Dense to 0.9 by step 10, held with blocksparse attention at its configured window to 30, dense
 # again at 40, with a topology that moves at every update. Step 20 is an evaluation in the ultra
 # phase, and not a topology update (20 % 3 != 0), so its FLOPs are plain.

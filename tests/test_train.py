@@ -18,7 +18,7 @@ TRAIN = os.path.join(REPO, "train.py")
 # A tiny model that still passes through sparsify (steps 0-7), ultra (8-11, with HSA) and restoration
 # (12-17, HSA with a growing window), with a moving topology and mixed growing.
 TINY = dict(dataset="toy", n_layer=2, n_head=2, n_embd=32, block_size=32, vocab_size=256, batch_size=4,
-            gradient_accumulation_steps=1, learning_rate=3e-3, min_lr=3e-4, warmup_iters=2, restore_lr=1e-3,
+            gradient_accumulation_steps=1, learning_rate=3e-3, min_lr=3e-4, warmup_iters=2, peak_sparsity=0.9,
             restore_warmup_iters=3, max_iters=18, sparsify_end=8 / 18, ultra_end=12 / 18, restore_end=1.0,
             update_interval=4, eval_interval=9, eval_iters=2, log_interval=1, attn_block=8, attn_window=8,
             attn_stride=16, hsa_mode="blocksparse", grow_mode="mixed", drop_fraction=0.3,
@@ -176,6 +176,7 @@ def test_non_finite_loss_stops_and_keeps_checkpoint(workdir, monkeypatch):
     (["--ultra_end=0.2"], "phase boundaries are fractions of max_iters and must satisfy"),
     (["--restore_end=1.5"], "phase boundaries are fractions of max_iters and must satisfy"),
     (["--restore_lr=-1.0"], "must not be negative"),
+    (["--restore_lr=1e-3"], "set restore_lr=0 or hold_lr_until_restoration=False"),
     (["--embedding_max_sparsity=2.0"], "embedding_max_sparsity=2.0 must lie in [0, 1]"),
     (["--hsa_mode=sliding"], "unknown attention mode 'sliding'"),
     (["--hsa_phases=('warmup',)"], "hsa_phases has unknown phases ['warmup']"),
@@ -228,6 +229,17 @@ def test_resume_with_another_shape_or_schedule_is_refused(workdir, monkeypatch):
     assert result.returncode == 0, result.stderr
 
 
+def test_a_checkpoint_from_before_the_lr_hold_resumes_with_the_schedule_it_had(workdir, monkeypatch):
+    out = workdir / "out"
+    run_in_process(monkeypatch, workdir, args_for(out), stop_at_optimizer_step=10)
+    checkpoint = torch.load(out / "ckpt.pt", weights_only=True)
+    del checkpoint["config"]["hold_lr_until_restoration"]  # as written before the key existed
+    torch.save(checkpoint, out / "ckpt.pt")
+    run_in_process(monkeypatch, workdir, ["--init_from=resume", f"--out_dir={out}"])
+    lr = {r["step"]: r["lr"] for r in read_metrics(out) if "loss" in r}
+    assert lr[10] == pytest.approx(3e-4 + 0.5 * (1 + math.cos(math.pi * 8 / 16)) * (3e-3 - 3e-4))  # not held
+
+
 def test_resume_from_a_broken_checkpoint_is_one_line_and_changes_nothing(workdir, monkeypatch):
     out = workdir / "out"
     run_in_process(monkeypatch, workdir, args_for(out), stop_at_optimizer_step=10)
@@ -275,7 +287,7 @@ def test_a_short_run_of_any_config_follows_max_iters(workdir):
 
 def test_restoration_rewarms_the_learning_rate(workdir):
     out = workdir / "out"
-    assert run_subprocess(workdir, args_for(out)).returncode == 0
+    assert run_subprocess(workdir, args_for(out, hold_lr_until_restoration=False, restore_lr=1e-3)).returncode == 0
     lr = {r["step"]: r["lr"] for r in read_metrics(out) if "loss" in r}
     # warm-up 2 steps, cosine to 3e-4 at step 18, re-warmed at ultra_end = step 12 to 1e-3 over 3 steps
     cosine = lambda t, start, peak: 3e-4 + 0.5 * (1 + math.cos(math.pi * (t - start) / (18 - start))) * (peak - 3e-4)
@@ -285,6 +297,22 @@ def test_restoration_rewarms_the_learning_rate(workdir):
     assert lr[14] == pytest.approx(base + (1e-3 - base) * 3 / 4)
     assert lr[15] == pytest.approx(1e-3)
     assert lr[17] == pytest.approx(cosine(17, 15, 1e-3))
+
+
+def test_learning_rate_holds_until_restoration(workdir):
+    out = workdir / "out"
+    assert run_subprocess(workdir, args_for(out)).returncode == 0
+    lr = {r["step"]: r["lr"] for r in read_metrics(out) if "loss" in r}
+    # warm-up 2 steps, the peak 3e-3 held through the sparse phases to ultra_end = step 12, then
+    # cosine to 3e-4 at step 18
+    assert [lr[t] for t in range(2, 13)] == [pytest.approx(3e-3)] * 11
+    for t in range(13, 18):
+        assert lr[t] == pytest.approx(3e-4 + 0.5 * (1 + math.cos(math.pi * (t - 12) / 6)) * (3e-3 - 3e-4))
+    # a dense run has no restoration to wait for: its cosine starts after the warm-up
+    dense = workdir / "dense"
+    assert run_subprocess(workdir, args_for(dense, mst=False)).returncode == 0
+    lr = {r["step"]: r["lr"] for r in read_metrics(dense) if "loss" in r}
+    assert lr[12] == pytest.approx(3e-4 + 0.5 * (1 + math.cos(math.pi * 10 / 16)) * (3e-3 - 3e-4))
 
 
 def test_ddp_two_processes_match_one_and_keep_masks_identical(workdir):
