@@ -177,6 +177,7 @@ def test_non_finite_loss_stops_and_keeps_checkpoint(workdir, monkeypatch):
     (["--restore_end=1.5"], "phase boundaries are fractions of max_iters and must satisfy"),
     (["--restore_lr=-1.0"], "must not be negative"),
     (["--restore_lr=1e-3"], "set restore_lr=0 or hold_lr_until_restoration=False"),
+    (["--lr_decay_iters=12"], "lr_decay_iters=12 ends the decay before it starts"),
     (["--embedding_max_sparsity=2.0"], "embedding_max_sparsity=2.0 must lie in [0, 1]"),
     (["--hsa_mode=sliding"], "unknown attention mode 'sliding'"),
     (["--hsa_phases=('warmup',)"], "hsa_phases has unknown phases ['warmup']"),
