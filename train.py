@@ -148,9 +148,10 @@ try:
     if mst and hold_lr_until_restoration and restore_lr > 0:
         raise ValueError("restore_lr re-warms a rate the cosine has spent, but hold_lr_until_restoration keeps it at "
                          "its peak until ultra_end: set restore_lr=0 or hold_lr_until_restoration=False")
-    if mst and hold_lr_until_restoration and 0 < lr_decay_iters <= schedule.bounds[2]:
-        raise ValueError(f"lr_decay_iters={lr_decay_iters} ends the decay before it starts: hold_lr_until_restoration "
-                         f"holds the rate until ultra_end (step {schedule.bounds[2]})")
+    if mst and hold_lr_until_restoration and (lr_decay_iters or max_iters) <= schedule.bounds[2]:
+        raise ValueError(f"the rate would never decay: hold_lr_until_restoration holds it until ultra_end (step "
+                         f"{schedule.bounds[2]}), where the decay should already be over (step "
+                         f"{lr_decay_iters or max_iters}); set hold_lr_until_restoration=False")
 except ValueError as e:
     fail(e)
 data_dir = os.path.join("data", dataset)
