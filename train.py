@@ -283,15 +283,14 @@ def lr_at(it):
         return learning_rate
     if it < warmup_iters:
         return learning_rate * (it + 1) / (warmup_iters + 1)
-    held_or_cosine = lambda i: learning_rate if i < decay_start else cosine_lr(i, decay_start, learning_rate)
     if rewarm_at is not None and it >= rewarm_at:
         # Restoration trains a model that is suddenly much larger at a rate the cosine has almost
         # spent: warm it up again, then decay to min_lr on a cosine of its own.
         if it < rewarm_at + restore_warmup_iters:
-            base = held_or_cosine(rewarm_at)
+            base = cosine_lr(rewarm_at, warmup_iters, learning_rate)
             return base + (restore_lr - base) * (it - rewarm_at + 1) / (restore_warmup_iters + 1)
         return cosine_lr(it, rewarm_at + restore_warmup_iters, restore_lr)
-    return held_or_cosine(it)
+    return learning_rate if it < decay_start else cosine_lr(it, decay_start, learning_rate)
 
 
 def checkpoint_state():
