@@ -154,10 +154,12 @@ for T, B, window, stride in shapes:
         grad_out = torch.randn_like(q)
         position = torch.arange(T, device=device)
         # PyTorch picks the causal kernel itself (cuDNN's on an H200 with torch 2.11); both are timed
-        causal_kernels = ["flash causal"] + (["cudnn causal"] if device == "cuda" else [])
-        for mode in causal_kernels + list(ATTENTION_MODES[1:]):
+        causal_kernels = {"flash causal": SDPBackend.FLASH_ATTENTION}
+        if device == "cuda":
+            causal_kernels["cudnn causal"] = SDPBackend.CUDNN_ATTENTION
+        for mode in [*causal_kernels, *ATTENTION_MODES[1:]]:
             if mode in causal_kernels:
-                def attend(backend=SDPBackend.CUDNN_ATTENTION if mode == "cudnn causal" else SDPBackend.FLASH_ATTENTION):
+                def attend(backend=causal_kernels[mode]):
                     with sdpa_kernel(backend) if device == "cuda" else nullcontext():
                         return F.scaled_dot_product_attention(q, k, v, is_causal=True)
             else:

@@ -344,8 +344,9 @@ def apply_masks(model, masks):
 
 def linear_training_flops(numel, density=1.0, dense_weight_gradient=False):
     """A Linear with N weights at density d: 2Nd forward, 2Nd for the input gradient, and 2Nd for
-    the weight gradient, or 2N on a step that needs the dense gradient (a topology update that
-    grows by gradient)."""
+    the weight gradient, or 2N on a step that reads the dense gradient. train.py counts that on every
+    topology update unless growing is only random, also on updates that only prune: a slight
+    over-count, never an under-count."""
     return 4 * numel * density + 2 * numel * (1.0 if dense_weight_gradient else density)
 
 
