@@ -70,11 +70,11 @@ restore_warmup_iters = 50
 # Mixed Sparsity Training; phase boundaries are fractions of max_iters (sparse.py)
 mst = True  # False trains the dense baseline with the same loop
 sparsify_start = 0.0  # dense (initial_sparsity) until here, then the sparsity ramps up
-sparsify_end = 0.1  # ... to peak_sparsity, held until ultra_end
-ultra_end = 0.85
+sparsify_end = 0.05  # ... to peak_sparsity, held until ultra_end
+ultra_end = 0.9
 restore_end = 1.0  # back at final_sparsity here
 initial_sparsity = 0.0
-peak_sparsity = 0.85
+peak_sparsity = 0.8
 final_sparsity = 0.0
 restoration_shape = "early"  # 'early' or 'late', see sparse.py
 sparsity_distribution = "erdos_renyi"  # or 'uniform'
