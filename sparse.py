@@ -200,7 +200,6 @@ class MixedSparsity:
         # One generator, seeded alike on every rank: the random part of growing (and the
         # initial random topology) is then identical across DDP replicas by construction.
         self.generator = torch.Generator(device=self.groups[0].mask.device).manual_seed(seed)
-        self.last_update_changed = 0
         self._initial_topology()
 
     # -- bookkeeping ---------------------------------------------------------------------
@@ -210,10 +209,6 @@ class MixedSparsity:
         floor = 1.0 - self.embedding_max_sparsity  # the embedding's cap; the other layers keep their share
         densities = [max(d, floor) if g.names == [EMBEDDING] else d for d, g in zip(densities, self.groups)]
         return [round(d * g.numel) for d, g in zip(densities, self.groups)]
-
-    @property
-    def is_dense(self):
-        return all(g.live == g.numel for g in self.groups)
 
     def density(self):
         """Live fraction over all sparse weights, from the exact counts."""
@@ -252,7 +247,8 @@ class MixedSparsity:
         """Move every layer's live count to its target for `step`, swapping a drop fraction.
 
         Reads the dense gradient in p.grad (call it after backward, before masking gradients).
-        Zeroes the weights and Adam moments at every pruned and grown position.
+        Zeroes the weights and Adam moments at every pruned and grown position. Returns how many
+        positions changed, over all layers.
         """
         drop_fraction = self.schedule.current_drop_fraction(step)
         changed = 0
@@ -290,7 +286,6 @@ class MixedSparsity:
             g.mask.copy_(new)
             g.live = n_live - n_prune + n_grow
             changed += (n_prune + n_grow) * len(g.params)
-        self.last_update_changed = changed
         return changed
 
     def mask_fingerprint(self):

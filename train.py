@@ -390,8 +390,9 @@ while True:
 
     update = sparsity is not None and schedule.is_update_step(iter_num)
     this_step, this_step_dense = step_flops(attention_density, update and grow_mode != "random")
+    topology_changes = 0
     if update:  # reads the dense, accumulated (and all-reduced) gradient before it is masked
-        sparsity.prune_and_regrow(iter_num, optimizer)
+        topology_changes = sparsity.prune_and_regrow(iter_num, optimizer)
         if ddp:
             check_masks_agree()
     optimizer_step(optimizer, model.parameters(), sparsity, grad_clip)
@@ -421,7 +422,7 @@ while True:
                          "sparsity": 1 - density, "attn_mode": attn_mode, "attn_window": attn_window_now,
                          "ms_per_step": dt * 1000, "tokens_per_s": tokens_per_iter / dt, "mfu": mfu,
                          "flops": flops, "flops_dense": flops_dense, "flops_ratio": flops / flops_dense,
-                         "topology_changes": sparsity.last_update_changed if update else 0})
+                         "topology_changes": topology_changes})
     iter_num += 1
 
 if master:
