@@ -70,7 +70,7 @@ restore_warmup_iters = 50
 # Mixed Sparsity Training; phase boundaries are fractions of max_iters (sparse.py)
 mst = True  # False trains the dense baseline with the same loop
 sparsify_start = 0.0  # dense (initial_sparsity) until here, then the sparsity ramps up
-sparsify_end = 0.05  # ... to peak_sparsity, held until ultra_end
+sparsify_end = 0.03  # ... to peak_sparsity, held until ultra_end
 ultra_end = 0.9
 restore_end = 1.0  # back at final_sparsity here
 initial_sparsity = 0.0
