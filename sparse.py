@@ -16,17 +16,12 @@ fractions of the run, so a config works for any max_iters:
   restoration  [ultra_end, restore_end)          peak_sparsity -> final_sparsity (cubic ramp)
   final        [restore_end, 1]                  final_sparsity held (dense by default)
 Every `update_interval` steps the topology is updated: each layer prunes and grows so that
-its live count lands exactly on its Erdős–Rényi share of the current target.
-
-Weights that a topology update grows start at exactly 0, and so do their Adam moments.
-Gradients are masked before the optimizer step, so the moments of dead weights stay 0 and
-the clipping norm sees only live gradients; the masked weight's gradient is still dense when
-the update reads it (it is computed before the masking), so growing costs no extra pass.
+its live count lands exactly on its Erdős–Rényi share of the current target. Grown weights
+start at exactly 0, and so do their Adam moments. The update reads the dense gradient, which
+exists before optimizer_step masks it, so growing costs no extra pass.
 
 The schedule also says which attention each step uses: Hybrid Sparse Attention (HSA) in the
-phases of `hsa_phases`, dense attention elsewhere. With `hsa_window_follows_sparsity`, the HSA
-window widens as the target sparsity falls below its peak, so attention returns to dense
-gradually during restoration instead of all at once.
+phases of `hsa_phases`, dense attention elsewhere.
 """
 
 import math
@@ -71,10 +66,9 @@ class SparsitySchedule:
                 raise ValueError(f"{name}={getattr(self, name)} must be a positive number of steps")
         if not 0.0 <= self.drop_fraction <= 1.0:
             raise ValueError(f"drop_fraction={self.drop_fraction} must lie in [0, 1]")
-        if self.restoration_shape not in ("early", "late"):
-            raise ValueError(f"restoration_shape={self.restoration_shape!r} must be 'early' or 'late'")
-        if self.drop_schedule not in ("global", "phase"):
-            raise ValueError(f"drop_schedule={self.drop_schedule!r} must be 'global' or 'phase'")
+        for name, choices in (("restoration_shape", ("early", "late")), ("drop_schedule", ("global", "phase"))):
+            if getattr(self, name) not in choices:
+                raise ValueError(f"{name}={getattr(self, name)!r} must be one of {choices}")
         unknown = set(self.hsa_phases) - set(PHASES)
         if unknown:
             raise ValueError(f"hsa_phases has unknown phases {sorted(unknown)}; the phases are {PHASES}")
