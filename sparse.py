@@ -125,7 +125,7 @@ class SparsitySchedule:
         return 1.0 - self.target_sparsity(step) / self.peak_sparsity if self.peak_sparsity > 0 else 1.0
 
 
-def layer_densities(shapes, density, distribution="erdos_renyi", counts=None):
+def spread_density(shapes, density, distribution="erdos_renyi", counts=None):
     """Per-layer densities whose parameter-weighted mean is `density`.
 
     'erdos_renyi': density_l = eps * (n_in + n_out) / (n_in * n_out). A layer whose density would
@@ -198,7 +198,7 @@ class MixedSparsity:
 
     # -- bookkeeping ---------------------------------------------------------------------
     def target_counts(self, sparsity):
-        densities = layer_densities([tuple(g.params[0].shape) for g in self.groups], 1.0 - sparsity,
+        densities = spread_density([tuple(g.params[0].shape) for g in self.groups], 1.0 - sparsity,
                                     self.distribution, counts=[len(g.params) for g in self.groups])
         floor = 1.0 - self.embedding_max_sparsity  # the embedding's cap; the other layers keep their share
         densities = [max(d, floor) if g.names == [EMBEDDING] else d for d, g in zip(densities, self.groups)]

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from model import GPT, GPTConfig
-from sparse import (MixedSparsity, SparsitySchedule, apply_masks, attention_training_flops, layer_densities,
+from sparse import (MixedSparsity, SparsitySchedule, apply_masks, attention_training_flops, spread_density,
                     linear_training_flops, sparse_parameters, training_flops_per_token)
 
 
@@ -14,21 +14,21 @@ from sparse import (MixedSparsity, SparsitySchedule, apply_masks, attention_trai
 def test_er_two_layers_by_hand():
     # Layers 4x4 (raw score 8/16 = 0.5) and 2x8 (raw 10/16 = 0.625), 16 weights each.
     # Target density 0.5 of 32 weights = 16 live: eps * (0.5*16 + 0.625*16) = 16, eps = 8/9.
-    d = layer_densities([(4, 4), (2, 8)], 0.5)
+    d = spread_density([(4, 4), (2, 8)], 0.5)
     assert d == pytest.approx([4 / 9, 5 / 9])
 
 
 def test_er_overflowing_layer_becomes_dense_and_rest_is_resolved():
     # A 1x2 layer has raw score 1.5: at density 0.9 it would exceed 1, so it is made dense
     # and the 10x10 layer (raw 0.2) takes the rest: 0.9 * 102 - 2 = 89.8 of its 100 weights.
-    d = layer_densities([(1, 2), (10, 10)], 0.9)
+    d = spread_density([(1, 2), (10, 10)], 0.9)
     assert d == pytest.approx([1.0, 0.898])
 
 
 def test_er_gpt2_124m_layer_set_by_hand():
     C = 768
     shapes = [(3 * C, C), (C, C), (4 * C, C), (C, 4 * C)] * 12  # c_attn, attn.c_proj, c_fc, mlp.c_proj
-    d = layer_densities(shapes, 0.1)
+    d = spread_density(shapes, 0.1)
     raw = {"qkv": (3 * C + C) / (3 * C * C), "proj": 2 * C / (C * C), "fc": 5 * C / (4 * C * C)}
     numel = {"qkv": 3 * C * C, "proj": C * C, "fc": 4 * C * C}
     # the live budget: 10% of 12 * (3 + 1 + 4 + 4) C^2 weights
@@ -42,7 +42,7 @@ def test_er_gpt2_124m_layer_set_by_hand():
 
 
 def test_uniform_distribution():
-    assert layer_densities([(4, 4), (2, 8)], 0.3, distribution="uniform") == [0.3, 0.3]
+    assert spread_density([(4, 4), (2, 8)], 0.3, distribution="uniform") == [0.3, 0.3]
 
 
 # -- Sparsity Variation --------------------------------------------------------------------
@@ -248,7 +248,7 @@ def test_er_counts_every_layer_of_a_group():
                        embedding_max_sparsity=1.0)
     assert sp.density() == pytest.approx(0.1, abs=1e-3)
     shapes = [tuple(p.shape) for _, p in sparse_parameters(model, include_embedding=True)]
-    expected = layer_densities(shapes, 0.1)
+    expected = spread_density(shapes, 0.1)
     got = sp.layer_densities()
     for (name, _), d in zip(sparse_parameters(model, include_embedding=True), expected):
         assert got[name] == pytest.approx(d, abs=1e-2)
