@@ -5,8 +5,8 @@ import pytest
 import torch
 
 from model import GPT, GPTConfig
-from sparse import (MixedSparsity, SparsitySchedule, apply_masks, attention_training_flops, spread_density,
-                    linear_training_flops, sparse_parameters, training_flops_per_token)
+from sparse import (MixedSparsity, SparsitySchedule, apply_masks, attention_training_flops, linear_training_flops,
+                    sparse_parameters, spread_density, training_flops_per_token)
 
 
 # -- Erdős–Rényi --------------------------------------------------------------------------
