@@ -10,6 +10,8 @@ For each sequence length it times, with the same model, batch and optimizer:
   (b) masked      MST at 90% sparsity (masks applied to gradients and weights), dense attention
   (c) hsa         (b) with Hybrid Sparse Attention, as in the ultra-sparse phase
   (d) update      one topology update (prune and regrow) on its own
+and (a)-(c) again with the output layer and loss in FP8 (fp8_head; where the GPU has FP8), all
+against (a), the nanoGPT-equivalent step.
 plus every attention pattern alone (forward + backward) against flash causal attention, in GPU
 time (the sum of its kernels' durations, from the profiler) and in wall time per call, and its
 largest difference from attention with the pattern's boolean mask.
@@ -26,7 +28,7 @@ from torch._dynamo.utils import counters
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from model import ATTENTION_MODES, GPT, GPTConfig, flex_pattern, pattern_density, pattern_mask_mod, sparse_attention
-from runtime import gpu_peak_flops
+from runtime import gpu_peak_flops, has_fp8
 from sparse import MixedSparsity, SparsitySchedule, optimizer_step, training_flops_per_token
 
 parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -105,18 +107,20 @@ for T, B, window, stride in shapes:
         optimizer_step(optimizer, raw.parameters(), sparsity, grad_clip=1.0)
 
     dense_flops = B * T * training_flops_per_token(raw, T)
-    results = {}
-    for name in ("dense", "masked", "hsa"):
-        if name == "masked":
-            sparsity = MixedSparsity(raw, schedule)
-        attention = raw.hsa_pattern(T, device, mode=args.hsa_mode) if name == "hsa" else None
-        for _ in range(warmup):
-            train_step()
-        if device == "cuda":
-            torch.cuda.reset_peak_memory_stats()
-        seconds = timed(train_step, steps)
-        memory = torch.cuda.max_memory_allocated() / 2**30 if device == "cuda" else float("nan")
-        results[name] = (seconds, memory)
+    results, masks = {}, MixedSparsity(raw, schedule)
+    for fp8_head in (False, True) if has_fp8(device) else (False,):
+        raw.config.fp8_head = fp8_head
+        for name in ("dense", "masked", "hsa"):
+            sparsity = masks if name != "dense" else None
+            attention = raw.hsa_pattern(T, device, mode=args.hsa_mode) if name == "hsa" else None
+            for _ in range(warmup):
+                train_step()
+            if device == "cuda":
+                torch.cuda.reset_peak_memory_stats()
+            seconds = timed(train_step, steps)
+            memory = torch.cuda.max_memory_allocated() / 2**30 if device == "cuda" else float("nan")
+            results[name + (" fp8 head" if fp8_head else "")] = (seconds, memory)
+    raw.config.fp8_head = False
 
     # (d) the topology update alone; it needs gradients, so leave one backward's worth in place
     with autocast:

@@ -82,6 +82,14 @@ def gpu_peak_flops(device):
     return None
 
 
+def has_fp8(device):
+    """Whether FP8 matrix multiplies run here: CUDA GPUs from Ada and Hopper (compute capability 8.9)
+    on, and the CPU (slowly; for tests)."""
+    if torch.device(device).type != "cuda":
+        return hasattr(torch, "float8_e4m3fn")
+    return torch.cuda.get_device_capability(device) >= (8, 9)
+
+
 def keep_freed_memory():
     """On the CPU, glibc gives the big buffers of every step (logits, their gradient) back to the
     kernel when they are freed and faults them in again at the next step: a tiny run spent 40% of

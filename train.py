@@ -26,7 +26,7 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 from configurator import ConfigError, load_config
 from model import GPT, GPTConfig
 from runtime import (autocast_for, check_tokens, draw_batches, estimate_loss, fail, first_line, gpu_peak_flops,
-                     keep_freed_memory, read_batch, read_checkpoint, save_checkpoint, training_attention)
+                     has_fp8, keep_freed_memory, read_batch, read_checkpoint, save_checkpoint, training_attention)
 from sparse import MixedSparsity, SparsitySchedule, optimizer_step, training_flops_per_token
 
 # -----------------------------------------------------------------------------
@@ -53,6 +53,7 @@ n_embd = 768
 dropout = 0.0
 bias = False
 vocab_size = 50304
+fp8_head = False  # the output layer's matrix multiplies in FP8 (GPUs with FP8: Hopper, Ada); see model.py
 # AdamW and the learning rate: linear warm-up, then cosine to min_lr at lr_decay_iters (MST: see below)
 learning_rate = 6e-4
 max_iters = 600000
@@ -131,7 +132,7 @@ config = {k: globals()[k] for k in config_keys}
 try:
     model_config = GPTConfig(block_size=block_size, vocab_size=vocab_size, n_layer=n_layer, n_head=n_head,
                              n_embd=n_embd, dropout=dropout, bias=bias, hsa_mode=hsa_mode, attn_window=attn_window,
-                             attn_stride=attn_stride, attn_block=attn_block)
+                             attn_stride=attn_stride, attn_block=attn_block, fp8_head=fp8_head)
     schedule = SparsitySchedule(max_iters=max_iters, sparsify_start=sparsify_start, sparsify_end=sparsify_end,
                                 ultra_end=ultra_end, restore_end=restore_end, initial_sparsity=initial_sparsity,
                                 peak_sparsity=peak_sparsity, final_sparsity=final_sparsity,
@@ -184,6 +185,9 @@ if device_type == "cpu":
     compile = False
     config.update(dtype=dtype, compile=compile)  # the checkpoint records what ran
     keep_freed_memory()
+if fp8_head and not has_fp8(device):
+    fail("fp8_head=True needs FP8 matrix multiplies, which this GPU or torch lacks (GPUs have them from Ada and "
+         "Hopper on); set fp8_head=False")
 autocast = autocast_for(device, dtype)
 torch.manual_seed(seed)  # same on every rank: identical initial weights
 torch.backends.cuda.matmul.allow_tf32 = True

@@ -246,3 +246,83 @@ def test_window_growth_in_whole_tiles_up_to_dense():
     assert torch.equal(model.hsa_pattern(T, "cpu", 44), torch.tensor(
         [[brute_force_allowed("blocksparse", i, j, window=44) for j in range(T)] for i in range(T)]))
     assert model.attention_density(T, 44) == pattern_density("blocksparse", T, 44, S, BLOCK) < 1.0
+
+
+# -- the output layer and loss in FP8 --------------------------------------------------------
+
+def fp8_round(t, dtype):
+    """A float64 copy of t after the per-tensor scaling and FP8 rounding, and the inverse scale."""
+    scale = torch.finfo(dtype).max / t.abs().max().double()
+    return (t.double() * scale).float().to(dtype).double(), 1 / scale
+
+
+@pytest.fixture
+def head_problem():
+    torch.manual_seed(0)
+    n, C, V = 96, 32, 80
+    x = torch.randn(n, C, requires_grad=True)
+    w = (0.2 * torch.randn(V, C)).requires_grad_()
+    targets = torch.randint(0, V, (n,))
+    targets[::5] = -1  # ignored positions
+    return x, w, targets
+
+
+def test_fp8_output_loss_is_the_float64_computation_on_fp8_operands(head_problem):
+    """Every scale, layout and transpose of FP8OutputLoss against float64 products of the same
+    FP8-rounded operands: what it may differ by is only the rounding of its logits to bf16."""
+    from model import E4M3, E5M2, FP8OutputLoss
+    x, w, targets = head_problem
+    logits, loss = FP8OutputLoss.apply(x, w, targets)
+    (3.0 * loss).backward()
+    assert not logits.requires_grad
+
+    xq, x_inv = fp8_round(x.detach(), E4M3)
+    wq, w_inv = fp8_round(w.detach(), E4M3)
+    exact_logits = (xq * x_inv) @ (wq * w_inv).T
+    assert torch.allclose(logits.double(), exact_logits, rtol=2 ** -8, atol=1e-6)  # bf16 rounding of the output
+    counted = targets != -1
+    assert loss.item() == pytest.approx(
+        torch.nn.functional.cross_entropy(logits.double(), targets, ignore_index=-1).item(), abs=1e-5)
+
+    # the gradient: (softmax - one_hot) of the returned logits, rounded to e5m2 at the fixed scale
+    limit = torch.finfo(E5M2).max
+    probabilities = torch.softmax(logits.double(), dim=-1)
+    one_hot = torch.nn.functional.one_hot(targets.clamp(min=0), logits.size(1)).double()
+    gq = ((probabilities - one_hot) * counted[:, None] * limit).float().to(E5M2).double()
+    g_scale = 3.0 / (counted.sum().item() * limit)
+    relative = lambda a, b: ((a.double() - b).norm() / b.norm()).item()
+    assert relative(x.grad, (gq @ wq) * g_scale * w_inv) < 1e-2  # grad_x comes back in bf16
+    assert relative(w.grad, (gq.T @ xq) * g_scale * x_inv) < 1e-5
+    assert x.grad[::5].abs().max() == 0  # ignored positions get no gradient
+
+
+def test_fp8_output_loss_approximates_the_exact_loss_and_gradients(head_problem):
+    from model import FP8OutputLoss
+    x, w, targets = head_problem
+    _, loss = FP8OutputLoss.apply(x, w, targets)
+    loss.backward()
+    xd, wd = x.detach().double().requires_grad_(), w.detach().double().requires_grad_()
+    exact = torch.nn.functional.cross_entropy(xd @ wd.T, targets, ignore_index=-1)
+    exact.backward()
+    relative = lambda a, b: ((a.double() - b).norm() / b.norm()).item()
+    assert loss.item() == pytest.approx(exact.item(), rel=1e-2)
+    assert relative(x.grad, xd.grad) < 0.1 and relative(w.grad, wd.grad) < 0.1  # FP8 keeps 3 mantissa bits
+
+
+def test_fp8_head_is_used_only_in_training():
+    torch.manual_seed(0)
+    kw = dict(block_size=T, vocab_size=64, n_layer=2, n_head=2, n_embd=16, attn_window=W, attn_stride=S,
+              attn_block=BLOCK)
+    plain, fp8 = GPT(GPTConfig(**kw)), GPT(GPTConfig(**kw, fp8_head=True))
+    fp8.load_state_dict(plain.state_dict())
+    idx = torch.randint(0, 64, (2, T))
+    for m in (plain, fp8):
+        m.eval()
+    with torch.no_grad():
+        assert torch.equal(plain(idx, idx)[0], fp8(idx, idx)[0])  # evaluation measures the bf16/fp32 model
+    plain.train(), fp8.train()
+    (logits_plain, loss_plain), (logits_fp8, loss_fp8) = plain(idx, idx), fp8(idx, idx)
+    assert logits_fp8.shape == logits_plain.shape and not torch.equal(logits_fp8, logits_plain)
+    assert loss_fp8.item() == pytest.approx(loss_plain.item(), rel=1e-2)
+    loss_fp8.backward()
+    assert fp8.lm_head.weight.grad is not None

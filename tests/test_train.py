@@ -113,6 +113,21 @@ def test_tiny_run_passes_all_phases_and_reports_flops(workdir):
     assert len(done) == 1 and f"{logs[-1]['flops_ratio']:.3f}x the dense model's" in done[0]
 
 
+def test_fp8_head_trains_like_the_plain_head(workdir):
+    """The FP8 output layer changes the loss only by its rounding: the same tiny MST run, through
+    every phase, ends at nearly the same validation loss (evaluation uses the plain head)."""
+    ends = {}
+    for fp8_head in (False, True):
+        out = workdir / f"out_{fp8_head}"
+        result = run_subprocess(workdir, args_for(out, max_iters=60, sparsify_end=1 / 3, ultra_end=2 / 3,
+                                                  update_interval=5, eval_interval=30, fp8_head=fp8_head))
+        assert result.returncode == 0, result.stderr
+        evals = [r["val_loss"] for r in read_metrics(out) if "val_loss" in r]
+        assert evals[0] - evals[-1] > 1.0  # it learns
+        ends[fp8_head] = evals[-1]
+    assert ends[True] != ends[False] and abs(ends[True] - ends[False]) < 0.02
+
+
 def test_resume_is_bit_exact(workdir, monkeypatch):
     straight, resumed = workdir / "straight", workdir / "resumed"
     run_in_process(monkeypatch, workdir, args_for(straight))
