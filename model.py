@@ -9,6 +9,9 @@ tensor, so switching patterns does not recompile. On GPUs a pattern is a set of 
 block masks, so no T x T mask ever exists there; on the CPU, where FlexAttention has no backward,
 it is a boolean T x T mask for SDPA.
 
+A speed option, `fp8_head`, trains the output layer and its loss in FP8 (FP8OutputLoss, after the
+MLP); the plain path stays the reference.
+
 Patterns (query i attends key j, always j <= i), in the second half of this file:
   dense        every earlier key
   local        i - j < W
@@ -267,6 +270,8 @@ class FP8OutputLoss(torch.autograd.Function):
         limit = torch.finfo(E5M2).max
         g8 = torch.where((targets != -1)[:, None], softmax_minus_one_hot * limit, 0.0).to(E5M2)
         g_inv = grad_loss.float() / (n * limit)
+        # both products reduce over a dimension of g8, and FP8 products want it contiguous in both
+        # operands: over the vocabulary for grad_x (g8 as it is), over the tokens for grad_w (g8.T)
         grad_x = torch._scaled_mm(g8, w8.t().contiguous().t(), scale_a=g_inv, scale_b=w_inv,
                                   out_dtype=torch.bfloat16)
         grad_w = torch._scaled_mm(g8.t().contiguous(), x8.t().contiguous().t(), scale_a=g_inv, scale_b=x_inv,
