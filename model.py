@@ -238,7 +238,7 @@ E4M3, E5M2 = getattr(torch, "float8_e4m3fn", None), getattr(torch, "float8_e5m2"
 def to_fp8(t, dtype):
     """t rounded to `dtype`, scaled so that its largest magnitude is the format's largest value, and
     the inverse scale that undoes it."""
-    scale = torch.finfo(dtype).max / t.detach().abs().amax().float().clamp(min=1e-12)
+    scale = torch.finfo(dtype).max / t.abs().amax().float().clamp(min=1e-12)
     return (t.float() * scale).to(dtype), scale.reciprocal()
 
 
