@@ -244,6 +244,9 @@ def test_resume_with_another_shape_or_schedule_is_refused(workdir, monkeypatch):
     result = run_subprocess(workdir, ["--init_from=resume", f"--out_dir={out}", "--max_iters=20",
                                       "--allow_changes_on_resume=True", "--log_interval=5", "--eval_interval=4"])
     assert result.returncode == 0, result.stderr
+    # and so may fp8_head, a speed setting (a run moved to a GPU without FP8 can turn it off)
+    result = run_subprocess(workdir, ["--init_from=resume", f"--out_dir={out}", "--fp8_head=True"])
+    assert result.returncode == 0, result.stderr
 
 
 def test_a_checkpoint_from_before_the_lr_hold_resumes_with_the_schedule_it_had(workdir, monkeypatch):
