@@ -219,6 +219,16 @@ def test_bad_input_is_one_line_before_training(workdir, overrides, message):
     assert not os.path.exists(workdir / "out")  # nothing ran, nothing was created
 
 
+def test_fp8_head_without_fp8_is_one_line(workdir, monkeypatch, capsys):
+    import runtime
+    monkeypatch.setattr(runtime, "has_fp8", lambda device: False)  # as on a GPU older than Ada
+    with pytest.raises(SystemExit) as exit_:
+        run_in_process(monkeypatch, workdir, args_for(workdir / "out", fp8_head=True))
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert exit_.value.code == 2 and len(lines) == 1 and "set fp8_head=False" in lines[0]
+    assert not os.path.exists(workdir / "out")
+
+
 def test_resume_with_another_shape_or_schedule_is_refused(workdir, monkeypatch):
     out = workdir / "out"
     run_in_process(monkeypatch, workdir, args_for(out), stop_at_optimizer_step=10)
