@@ -345,9 +345,12 @@ def test_learning_rate_holds_until_restoration(workdir):
     assert lr[12] == pytest.approx(3e-4 + 0.5 * (1 + math.cos(math.pi * 10 / 16)) * (3e-3 - 3e-4))
 
 
-def test_ddp_two_processes_match_one_and_keep_masks_identical(workdir):
-    # The same global batch (4 micro-batches of 4) on one process and on two; random growing too.
-    common = dict(gradient_accumulation_steps=4, grow_mode="mixed", eval_interval=18, update_interval=2)
+@pytest.mark.parametrize("fp8_head", [False, True])
+def test_ddp_two_processes_match_one_and_keep_masks_identical(workdir, fp8_head):
+    # The same global batch (4 micro-batches of 4) on one process and on two; random growing too. Each
+    # micro-batch's FP8 scales are its own either way, so the FP8 head must match as closely.
+    common = dict(gradient_accumulation_steps=4, grow_mode="mixed", eval_interval=18, update_interval=2,
+                  fp8_head=fp8_head)
     one = run_subprocess(workdir, args_for(workdir / "one", **common))
     two = run_subprocess(workdir, args_for(workdir / "two", **common), nproc=2)
     assert one.returncode == 0, one.stderr
