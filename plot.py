@@ -3,6 +3,7 @@ Plots the metrics.jsonl files that train.py writes, and prints a summary table a
 
     python plot.py curves RUN... --out DIR [--title T]
     python plot.py frontier --family NAME RUN [RUN...] [--family NAME RUN...]... --out DIR [--title T] [--reference RUN]
+    python plot.py isoflop --budget NAME RUN [RUN...] [--budget NAME RUN...]... --out DIR [--title T]
     python plot.py regime --pair LABEL MST_RUN DENSE_RUN [--pair ...] --out DIR [--title T]
 
 A RUN is a metrics.jsonl file or the out_dir that holds one; LABEL=PATH names it (by default the out_dir's
@@ -16,6 +17,10 @@ FLOPs plot marks its final loss.
 frontier: each run is one point, its final val loss at its final FLOPs; each family (say, dense runs of
 several lengths, or MST runs of several schedules) is one line, in FLOP order. The table gives FLOPs as a
 multiple of the --reference run's (by default the run with the most FLOPs). Writes frontier.png.
+
+isoflop: runs of about equal counted FLOPs, dense models and MST on wider ones, as final val loss against
+the peak sparsity in each run's header record (0 for a dense run), one line a budget through the mean of the
+runs that share a width and peak (seeds), with every run as a dot. Writes isoflop.png.
 
 regime: whether MST pays off depends on how long the model trains for its size. For each pair, MST's
 final val loss minus the dense run's (below 0: MST is better) against the tokens per parameter of the MST
@@ -279,6 +284,47 @@ def frontier(args):
 
 
 # -----------------------------------------------------------------------------
+# isoflop
+
+
+def isoflop(args):
+    budgets = []  # (name, {(width, peak sparsity): [(run, stats)]}), one line a budget
+    for name, *specs in args.budget:
+        if not specs:
+            fail(f"--budget {name} names no run: give --budget NAME RUN [RUN...]")
+        points = {}
+        for run in map(load_run, specs):
+            if run["header"] is None:
+                fail(f"{run['path']} has no header record, so its width and peak sparsity are unknown")
+            settings = run["header"]["run"]
+            peak = settings["peak_sparsity"] if settings["mst"] else 0.0
+            points.setdefault((settings["n_embd"], peak), []).append((run, trained(run)))
+        budgets.append((name, dict(sorted(points.items(), key=lambda p: p[0][1]))))
+    os.makedirs(args.out, exist_ok=True)
+
+    fig, ax = plt.subplots(figsize=(9, 5.5))
+    for i, (name, points) in enumerate(budgets):
+        color = plt.cm.tab10(i % 10)
+        means = [sum(s["val_loss"] for _, s in runs) / len(runs) for runs in points.values()]
+        ax.plot([peak for _, peak in points], means, color=color, marker=MARKERS[i % len(MARKERS)], markersize=7,
+                linewidth=1.6, label=f"{name} (line: mean over seeds)")
+        for (width, peak), runs in points.items():
+            ax.scatter([peak] * len(runs), [s["val_loss"] for _, s in runs], color=color, s=14, alpha=0.6)
+            ax.annotate(f"{width} wide" + (" (dense)" if peak == 0 else ""), (peak, max(s["val_loss"] for _, s in runs)),
+                        textcoords="offset points", xytext=(4, 7), fontsize=8, color=color)
+    finish(fig, ax, os.path.join(args.out, "isoflop.png"), "peak sparsity of the weights (0: a dense model)",
+           "final validation loss (cross-entropy, nats/token)",
+           "equal counted training FLOPs: wider models, sparser" + (f"\n{args.title}" if args.title else ""),
+           margins=(0.08, 0.12), legend="upper left")
+
+    print_table([["budget", "run", "width", "peak sparsity", "final val loss", "counted FLOPs"]] +
+                [[name, run["label"], str(width), f"{peak:.3f}", f"{s['val_loss']:.3f}", f"{s['flops']:.3e}"]
+                 for name, points in budgets for (width, peak), runs in points.items() for run, s in runs],
+                text_columns=2)
+    print(f"wrote isoflop.png to {args.out}")
+
+
+# -----------------------------------------------------------------------------
 # regime
 
 
@@ -333,6 +379,14 @@ def main(argv=None):
     p.add_argument("--reference", metavar="RUN", help="the run whose FLOPs are 1.0x in the table (need not be in "
                    "a family; default: the run with the most FLOPs)")
     p.set_defaults(handler=frontier)
+
+    p = commands.add_parser("isoflop", help="final loss vs peak sparsity at equal FLOPs, one line a budget",
+                            usage="plot.py isoflop --budget NAME RUN [RUN...] [--budget NAME RUN...]... --out DIR "
+                                  "[--title T]")
+    p.add_argument("--budget", action="append", nargs="+", required=True, metavar=("NAME", "RUN"),
+                   help="a budget's name for the legend, then its runs: dense models and MST ones of about equal "
+                        "counted FLOPs, each with its header record; seeds of one width and peak are averaged")
+    p.set_defaults(handler=isoflop)
 
     p = commands.add_parser("regime", help="MST minus dense final loss vs tokens per parameter",
                             usage="plot.py regime --pair LABEL MST_RUN DENSE_RUN [--pair ...] --out DIR [--title T]")

@@ -158,12 +158,23 @@ def training_attention(model, schedule, step, device):
     """What attention train.py uses at `step`: (mode name, window, forward's `attention`
     argument, kept share of the causal pairs). A dense run passes schedule=None."""
     T = model.config.block_size
-    growth = schedule.hsa_window_growth(step) if schedule is not None else None
-    window = model.hsa_window(T, growth) if growth is not None else T
-    pattern = model.hsa_pattern(T, device, window) if growth is not None else None
+    window = hsa_window_at(model, schedule, step)
+    pattern = model.hsa_pattern(T, device, window) if window is not None else None
     if pattern is None:
         return "dense", T, None, 1.0
     return model.config.hsa_mode, window, pattern, model.attention_density(T, window)
+
+
+def hsa_window_at(model, schedule, step):
+    """The sparse pattern's window at `step`; None where the schedule keeps attention dense."""
+    growth = schedule.hsa_window_growth(step) if schedule is not None else None
+    return model.hsa_window(model.config.block_size, growth) if growth is not None else None
+
+
+def attention_density_at(model, schedule, step):
+    """training_attention's kept share of causal pairs, without building the pattern."""
+    window = hsa_window_at(model, schedule, step)
+    return 1.0 if window is None else model.attention_density(model.config.block_size, window)
 
 
 # -----------------------------------------------------------------------------

@@ -353,3 +353,34 @@ def training_flops_per_token(model, seq_len, densities=None, attention_density=1
     for name, p in sparse_parameters(model, include_embedding=True):
         flops += linear_training_flops(p.numel(), densities.get(name, 1.0), dense_weight_gradient)
     return flops
+
+
+def planned_flops_per_token(schedule, sparsity, model, seq_len, attention_density_at, dense_weight_gradient=True):
+    """A run's counted training FLOPs per token, summed over its steps, before it runs: every update
+    lands each layer on its target count, so every step's densities are known in advance.
+    attention_density_at(step): the kept share of causal pairs; dense_weight_gradient: whether update
+    steps read the dense gradient (train.py: unless growing is only random)."""
+    counts, per_step, total = sparsity.target_counts(schedule.target_sparsity(0)), {}, 0.0
+    for step in range(schedule.max_iters):
+        update = schedule.is_update_step(step)
+        key = (tuple(counts), attention_density_at(step), update and dense_weight_gradient)
+        if key not in per_step:
+            densities = {n: c / g.numel for g, c in zip(sparsity.groups, counts) for n in g.names}
+            per_step[key] = training_flops_per_token(model, seq_len, densities, *key[1:])
+        total += per_step[key]
+        if update:  # after the step's count, as in train.py
+            counts = sparsity.target_counts(schedule.update_target(step))
+    return total
+
+
+def peak_sparsity_for(flops_at_peak, budget):
+    """The peak_sparsity in [0, 0.999] whose run costs `budget`, where flops_at_peak(peak) is the run's
+    count (it falls as the peak rises). Bisection; a budget out of reach is a ValueError."""
+    low, high = 0.0, 0.999
+    if not flops_at_peak(high) <= budget <= flops_at_peak(low):
+        raise ValueError(f"{budget:.4g} FLOPs are out of reach: the run counts {flops_at_peak(high):.4g} at peak "
+                         f"sparsity 0.999 and {flops_at_peak(low):.4g} dense")
+    for _ in range(20):
+        mid = (low + high) / 2
+        low, high = (mid, high) if flops_at_peak(mid) > budget else (low, mid)
+    return round(high, 6)

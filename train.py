@@ -12,6 +12,7 @@ configurator.py rejects unknown keys and wrong types.
 """
 
 import dataclasses
+import functools
 import json
 import math
 import os
@@ -25,9 +26,10 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 
 from configurator import ConfigError, load_config
 from model import GPT, GPTConfig
-from runtime import (autocast_for, check_tokens, draw_batches, estimate_loss, fail, first_line, gpu_peak_flops,
+from runtime import (attention_density_at, autocast_for, check_tokens, draw_batches, estimate_loss, fail, first_line, gpu_peak_flops,
                      has_fp8, keep_freed_memory, read_batch, read_checkpoint, save_checkpoint, training_attention)
-from sparse import MixedSparsity, SparsitySchedule, optimizer_step, training_flops_per_token
+from sparse import (MixedSparsity, SparsitySchedule, optimizer_step, peak_sparsity_for, planned_flops_per_token,
+                    training_flops_per_token)
 
 # -----------------------------------------------------------------------------
 # I/O
@@ -54,20 +56,18 @@ dropout = 0.0
 bias = False
 vocab_size = 50304
 fp8_head = False  # train the output layer and its loss in FP8 (Ada, Hopper): 1.09x faster on an H200; model.py
-# AdamW and the learning rate: linear warm-up, then cosine to min_lr at lr_decay_iters (MST: see below)
+# AdamW and the learning rate: a linear warm-up to learning_rate, then lr_schedule
 learning_rate = 6e-4
 max_iters = 600000
 weight_decay = 0.1
 beta1 = 0.9
 beta2 = 0.95
 grad_clip = 1.0  # 0 disables clipping
-decay_lr = True
+lr_schedule = "wsd"  # 'wsd': held until lr_decay_start, then a cosine to min_lr; 'cosine' (nanoGPT's); 'constant'
 warmup_iters = 2000
-lr_decay_iters = 0  # 0: max_iters
+lr_decay_start = 0.9  # wsd: fraction of max_iters; MST sets it to ultra_end, so the anneal falls on the regrowing model
+lr_decay_iters = 0  # 0: max_iters; min_lr from here on
 min_lr = 6e-5
-hold_lr_until_restoration = True  # MST: the rate stays at its peak until ultra_end, then the cosine runs
-restore_lr = 0.0  # > 0: at ultra_end, warm a decayed rate up again to this, then a cosine of its own
-restore_warmup_iters = 50
 # Mixed Sparsity Training; phase boundaries are fractions of max_iters (sparse.py)
 mst = True  # False trains the dense baseline with the same loop
 sparsify_start = 0.0  # dense (initial_sparsity) until here, then the sparsity ramps up
@@ -76,6 +76,7 @@ ultra_end = 0.9
 restore_end = 1.0  # back at final_sparsity here
 initial_sparsity = 0.0
 peak_sparsity = 0.8
+flops_budget = 0.0  # > 0: solve peak_sparsity so the run counts this many FLOPs, or (if < 1) this share of dense
 final_sparsity = 0.0
 restoration_shape = "early"  # 'early' or 'late', see sparse.py
 sparsity_distribution = "erdos_renyi"  # or 'uniform'
@@ -107,6 +108,23 @@ CHANGEABLE_ON_RESUME = NOT_RESUMED | {"eval_interval", "eval_iters", "log_interv
                                       "keep_best_checkpoint", "keep_checkpoints", "fp8_head"}
 
 defaults = {k: globals()[k] for k in config_keys}
+
+
+def lr_schedule_of_old_run(saved):
+    """Checkpoints from before lr_schedule existed held their rate's shape in three keys: the same
+    shape in today's terms (nothing for newer checkpoints)."""
+    if "lr_schedule" in saved:
+        return {}
+    if saved.get("restore_lr", 0.0) > 0:
+        fail("this checkpoint re-warms the rate at ultra_end (restore_lr), which this version of train.py no "
+             "longer has: resume it with the version that made it")
+    if not saved.get("decay_lr", True):
+        return {"lr_schedule": "constant"}
+    if saved.get("hold_lr_until_restoration", False) and saved.get("mst", True):
+        return {"lr_schedule": "wsd", "lr_decay_start": saved["ultra_end"]}
+    return {"lr_schedule": "cosine"}
+
+
 try:
     overrides = load_config(defaults, sys.argv[1:])
 except ConfigError as e:
@@ -117,7 +135,7 @@ if overrides.get("init_from", init_from) == "resume":
     if not os.path.exists(ckpt_path):
         fail(f"--init_from=resume but {ckpt_path} does not exist")
     checkpoint = read_checkpoint(ckpt_path)
-    saved = {"hold_lr_until_restoration": False,  # what checkpoints made before the key did
+    saved = {**lr_schedule_of_old_run(checkpoint["config"]),
              **{k: v for k, v in checkpoint["config"].items() if k in defaults and k not in NOT_RESUMED}}
     changed = [k for k, v in overrides.items() if k in saved and v != saved[k] and k not in CHANGEABLE_ON_RESUME]
     if changed and not overrides.get("allow_changes_on_resume", False):
@@ -144,15 +162,16 @@ try:
     if min(batch_size, gradient_accumulation_steps, eval_iters, log_interval, eval_interval) <= 0:
         raise ValueError("batch_size, gradient_accumulation_steps, eval_iters, log_interval and eval_interval "
                          "must be positive")
-    if min(warmup_iters, lr_decay_iters, restore_warmup_iters, restore_lr) < 0:
-        raise ValueError("warmup_iters, lr_decay_iters, restore_warmup_iters and restore_lr must not be negative")
-    if mst and hold_lr_until_restoration and restore_lr > 0:
-        raise ValueError("restore_lr re-warms a rate the cosine has spent, but hold_lr_until_restoration keeps it at "
-                         "its peak until ultra_end: set restore_lr=0 or hold_lr_until_restoration=False")
-    if mst and hold_lr_until_restoration and (lr_decay_iters or max_iters) <= schedule.bounds[2]:
-        raise ValueError(f"the rate would never decay: hold_lr_until_restoration holds it until ultra_end (step "
-                         f"{schedule.bounds[2]}), where the decay should already be over (step "
-                         f"{lr_decay_iters or max_iters}); set hold_lr_until_restoration=False")
+    if min(warmup_iters, lr_decay_iters) < 0 or not 0.0 <= lr_decay_start <= 1.0:
+        raise ValueError("warmup_iters and lr_decay_iters must not be negative, and lr_decay_start is a fraction "
+                         "of max_iters in [0, 1]")
+    if lr_schedule not in ("wsd", "cosine", "constant"):
+        raise ValueError(f"lr_schedule={lr_schedule!r} must be 'wsd', 'cosine' or 'constant'")
+    decay_start = warmup_iters if lr_schedule == "cosine" else max(warmup_iters, round(lr_decay_start * max_iters))
+    lr_decay_end = lr_decay_iters or max_iters
+    if lr_schedule == "wsd" and lr_decay_end <= decay_start:
+        raise ValueError(f"the rate would never decay: it is held until step {decay_start} (lr_decay_start), where "
+                         f"the decay should already be over (step {lr_decay_end}, lr_decay_iters)")
 except ValueError as e:
     fail(e)
 data_dir = os.path.join("data", dataset)
@@ -213,7 +232,7 @@ def global_batch():
 
 # -- model, optimizer, sparsity
 iter_num, best_val_loss, flops, flops_dense = 0, float("inf"), 0.0, 0.0
-model = GPT(model_config).to(device)
+model = raw_model = GPT(model_config).to(device)  # model becomes the compiled/DDP wrapper below
 decay = [p for p in model.parameters() if p.dim() >= 2]  # matrices and embeddings decay
 no_decay = [p for p in model.parameters() if p.dim() < 2]  # biases and norm gains do not
 optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": weight_decay},
@@ -227,6 +246,24 @@ if mst:
                                  embedding_max_sparsity=embedding_max_sparsity, seed=seed)
     except ValueError as e:
         fail(e)
+
+
+def planned_flops(schedule):
+    """The FLOPs the run will count: the accounting below, done in advance."""
+    attention = functools.partial(attention_density_at, raw_model, schedule)
+    return tokens_per_iter * planned_flops_per_token(schedule, sparsity, raw_model, block_size, attention,
+                                                     grow_mode != "random")
+
+
+dense_run_flops = max_iters * tokens_per_iter * training_flops_per_token(raw_model, block_size)
+if sparsity is not None and flops_budget > 0:
+    try:
+        peak_sparsity = peak_sparsity_for(lambda p: planned_flops(dataclasses.replace(schedule, peak_sparsity=p)),
+                                          flops_budget * dense_run_flops if flops_budget < 1 else flops_budget)
+    except ValueError as e:
+        fail(f"flops_budget={flops_budget:g}: {e}")
+    schedule = sparsity.schedule = dataclasses.replace(schedule, peak_sparsity=peak_sparsity)
+    config["peak_sparsity"] = peak_sparsity  # the checkpoint and the metrics header record what ran
 if checkpoint is not None:
     try:
         model.load_state_dict(checkpoint["model"])
@@ -242,7 +279,6 @@ if checkpoint is not None:
     checkpoint = None
 schedule = schedule if sparsity is not None else None  # from here on, None means a dense run
 
-raw_model = model
 if compile:
     model = torch.compile(model)
 if ddp:
@@ -252,6 +288,10 @@ if master:  # the inputs are known to be good: only now does the run write anyth
     print(f"tokens per iteration: {tokens_per_iter:,} ({world_size} process(es) x {micro_steps} micro-steps "
           f"x {batch_size} x {block_size}); model: {raw_model.num_params() / 1e6:.2f}M parameters "
           f"(without position embeddings)")
+    if sparsity is not None:
+        plan = planned_flops(schedule)
+        print(f"planned training FLOPs: {plan:.4g} = {plan / dense_run_flops:.3f}x the dense model's, at peak "
+              f"sparsity {peak_sparsity:g}")
 
 # -- FLOP accounting: this run's count from the densities, and the dense model's for the same step
 step_flops_cache = {}  # the count changes only when the densities or the attention do
@@ -269,32 +309,17 @@ def step_flops(attention_density, dense_weight_gradient):
 
 
 gpu_peak = gpu_peak_flops(device) if dtype == "bfloat16" else None  # MFU only against the bf16 peak
-lr_decay_end = lr_decay_iters or max_iters
-# MST holds the rate while the model is sparse and decays it while the weights regrow, so the
-# anneal that lowers the loss at the end works on the model as it ends, not on its sparse form.
-decay_start = max(warmup_iters, schedule.bounds[2]) if schedule is not None and hold_lr_until_restoration else \
-    warmup_iters
-rewarm_at = schedule.bounds[2] if schedule is not None and restore_lr > 0 else None  # ultra_end, in steps
-
-
-def cosine_lr(it, start, peak):
-    ratio = min(1.0, (it - start) / max(1, lr_decay_end - start))
-    return min_lr + 0.5 * (1.0 + math.cos(math.pi * ratio)) * (peak - min_lr)
 
 
 def lr_at(it):
-    if not decay_lr:
+    """Linear warm-up, then the rate holds until decay_start ('cosine': the warm-up's end) and falls
+    on a cosine to min_lr at lr_decay_end."""
+    if lr_schedule == "constant":
         return learning_rate
     if it < warmup_iters:
         return learning_rate * (it + 1) / (warmup_iters + 1)
-    if rewarm_at is not None and it >= rewarm_at:
-        # Restoration trains a model that is suddenly much larger at a rate the cosine has almost
-        # spent: warm it up again, then decay to min_lr on a cosine of its own.
-        if it < rewarm_at + restore_warmup_iters:
-            base = cosine_lr(rewarm_at, warmup_iters, learning_rate)
-            return base + (restore_lr - base) * (it - rewarm_at + 1) / (restore_warmup_iters + 1)
-        return cosine_lr(it, rewarm_at + restore_warmup_iters, restore_lr)
-    return learning_rate if it < decay_start else cosine_lr(it, decay_start, learning_rate)
+    progress = min(1.0, max(0, it - decay_start) / max(1, lr_decay_end - decay_start))
+    return min_lr + 0.5 * (1.0 + math.cos(math.pi * progress)) * (learning_rate - min_lr)
 
 
 def checkpoint_state():

@@ -8,4 +8,4 @@ drop_fraction = 0.3
 sparsify_end = 0.1
 peak_sparsity = 0.9
 ultra_end = 0.8
-hold_lr_until_restoration = False
+lr_schedule = "cosine"

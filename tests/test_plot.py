@@ -22,10 +22,11 @@ def mst_phase(step):
 
 
 def write_run(path, mst, max_iters=100, eval_interval=25, log_interval=10, header=True, params=1000,
-              tokens_per_iter=8192, train_tokens=500_000, loss_offset=None):
+              tokens_per_iter=8192, train_tokens=500_000, loss_offset=None, settings=None):
     """train.py's record order: the header, then the eval of step s (before training it), then the log record
     after step s."""
-    header = {"run": {"max_iters": max_iters, "n_layer": 2, "n_embd": 64, "dataset": "synthetic", "mst": mst},
+    header = {"run": {"max_iters": max_iters, "n_layer": 2, "n_embd": 64, "dataset": "synthetic", "mst": mst,
+                      **(settings or {})},
               "params": params, "tokens_per_iter": tokens_per_iter, "train_tokens": train_tokens,
               "resumed_at": 0} if header else None
     if loss_offset is None:
@@ -237,6 +238,30 @@ def test_frontier_reference(tmp_path):
     assert header[-1] == "FLOPs vs half" and [row[1] for row in rows] == ["mst", "dense"]
     assert rows[0][-1] == f"{final(mst)[1] / final(baseline)[1]:.3f}x"
     assert rows[1][-1] == "2.000x" == f"{final(dense)[1] / final(baseline)[1]:.3f}x"
+
+
+def test_isoflop(tmp_path):
+    runs = {  # name: (width, peak sparsity, loss offset); two seeds of the 48-wide MST model
+        "dense32": (32, 0.0, 0.30), "mst48_s1": (48, 0.5, 0.20), "mst48_s2": (48, 0.5, 0.26), "mst64": (64, 0.8, 0.50)}
+    for name, (width, peak, offset) in runs.items():
+        write_run(str(tmp_path / f"{name}.jsonl"), mst=peak > 0, loss_offset=offset,
+                  settings={"n_embd": width, "peak_sparsity": 0.8 if peak == 0 else peak})  # dense: the key unused
+    write_run(str(tmp_path / "small.jsonl"), mst=True, loss_offset=0.9, settings={"n_embd": 64, "peak_sparsity": 0.9})
+    out = tmp_path / "plots"
+    result = run_plot("isoflop", "--budget", "big", *(str(tmp_path / f"{name}.jsonl") for name in
+                                                     ("mst64", "mst48_s2", "dense32", "mst48_s1")),
+                      "--budget", "small", str(tmp_path / "small.jsonl"), "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    assert_png(out / "isoflop.png")
+    header, *rows = table(result.stdout)
+    assert header == ["budget", "run", "width", "peak sparsity", "final val loss", "counted FLOPs"]
+    assert [row[:4] for row in rows] == [["big", "dense32", "32", "0.000"], ["big", "mst48_s2", "48", "0.500"],
+                                         ["big", "mst48_s1", "48", "0.500"], ["big", "mst64", "64", "0.800"],
+                                         ["small", "small", "64", "0.900"]]
+    assert rows[1][4] == f"{10.0 / 11 + 0.26:.3f}"  # the final val loss of step 100
+    write_run(str(tmp_path / "bare.jsonl"), mst=True, header=False)
+    result = run_plot("isoflop", "--budget", "x", str(tmp_path / "bare.jsonl"), "--out", str(out))
+    assert result.returncode == 2 and "has no header record" in result.stderr
 
 
 def test_regime(tmp_path):

@@ -19,7 +19,7 @@ TRAIN = os.path.join(REPO, "train.py")
 # (12-17, HSA with a growing window), with a moving topology and mixed growing.
 TINY = dict(dataset="toy", n_layer=2, n_head=2, n_embd=32, block_size=32, vocab_size=256, batch_size=4,
             gradient_accumulation_steps=1, learning_rate=3e-3, min_lr=3e-4, warmup_iters=2, peak_sparsity=0.9,
-            restore_warmup_iters=3, max_iters=18, sparsify_end=8 / 18, ultra_end=12 / 18, restore_end=1.0,
+            max_iters=18, sparsify_end=8 / 18, ultra_end=12 / 18, lr_decay_start=12 / 18, restore_end=1.0,
             update_interval=4, eval_interval=9, eval_iters=2, log_interval=1, attn_block=8, attn_window=8,
             attn_stride=16, hsa_mode="blocksparse", grow_mode="mixed", drop_fraction=0.3,
             hsa_phases=("ultra", "restoration"), hsa_window_follows_sparsity=True, embedding_max_sparsity=0.0)
@@ -175,7 +175,7 @@ def test_non_finite_loss_stops_and_keeps_checkpoint(workdir, monkeypatch):
     out = workdir / "out"
     run_in_process(monkeypatch, workdir, args_for(out), stop_at_optimizer_step=10)
     before = torch.load(out / "ckpt.pt", weights_only=True)
-    result = run_subprocess(workdir, args_for(out, init_from="resume", learning_rate="1e400", decay_lr=False,
+    result = run_subprocess(workdir, args_for(out, init_from="resume", learning_rate="1e400", lr_schedule="constant",
                                               allow_changes_on_resume=True))
     assert result.returncode != 0
     assert "loss became nan by step 10" in result.stderr and "Traceback" not in result.stderr
@@ -190,10 +190,12 @@ def test_non_finite_loss_stops_and_keeps_checkpoint(workdir, monkeypatch):
     (["--peak_sparsity=1.0"], "peak_sparsity=1.0 must lie in [0, 1)"),
     (["--ultra_end=0.2"], "phase boundaries are fractions of max_iters and must satisfy"),
     (["--restore_end=1.5"], "phase boundaries are fractions of max_iters and must satisfy"),
-    (["--restore_lr=-1.0"], "must not be negative"),
-    (["--restore_lr=1e-3"], "set restore_lr=0 or hold_lr_until_restoration=False"),
-    (["--lr_decay_iters=12"], "the rate would never decay: hold_lr_until_restoration holds it until ultra_end"),
-    (["--ultra_end=1.0"], "(step 18), where the decay should already be over (step 18)"),
+    (["--warmup_iters=-1"], "must not be negative"),
+    (["--lr_decay_start=1.5"], "lr_decay_start is a fraction of max_iters in [0, 1]"),
+    (["--lr_schedule=linear"], "lr_schedule='linear' must be 'wsd', 'cosine' or 'constant'"),
+    (["--lr_decay_iters=12"], "the rate would never decay: it is held until step 12 (lr_decay_start)"),
+    (["--lr_decay_start=1.0"], "held until step 18 (lr_decay_start), where the decay should already be over (step 18"),
+    (["--flops_budget=0.01"], "flops_budget=0.01: 4.822e+06 FLOPs are out of reach"),
     (["--embedding_max_sparsity=2.0"], "embedding_max_sparsity=2.0 must lie in [0, 1]"),
     (["--hsa_mode=sliding"], "unknown attention mode 'sliding'"),
     (["--hsa_phases=('warmup',)"], "hsa_phases has unknown phases ['warmup']"),
@@ -259,15 +261,38 @@ def test_resume_with_another_shape_or_schedule_is_refused(workdir, monkeypatch):
     assert result.returncode == 0, result.stderr
 
 
-def test_a_checkpoint_from_before_the_lr_hold_resumes_with_the_schedule_it_had(workdir, monkeypatch):
+@pytest.mark.parametrize("old_keys, schedule", [
+    ({}, "cosine"),  # before any of the keys: one cosine from the warm-up
+    ({"hold_lr_until_restoration": False, "restore_lr": 0.0}, "cosine"),
+    ({"hold_lr_until_restoration": True, "restore_lr": 0.0}, "wsd"),  # held until ultra_end
+    ({"decay_lr": False}, "constant"),
+])
+def test_a_checkpoint_from_before_lr_schedule_resumes_with_the_rate_it_had(workdir, monkeypatch, old_keys, schedule):
     out = workdir / "out"
     run_in_process(monkeypatch, workdir, args_for(out), stop_at_optimizer_step=10)
     checkpoint = torch.load(out / "ckpt.pt", weights_only=True)
-    del checkpoint["config"]["hold_lr_until_restoration"]  # as written before the key existed
+    for key in ("lr_schedule", "lr_decay_start"):
+        del checkpoint["config"][key]
+    checkpoint["config"].update(old_keys)
     torch.save(checkpoint, out / "ckpt.pt")
     run_in_process(monkeypatch, workdir, ["--init_from=resume", f"--out_dir={out}"])
     lr = {r["step"]: r["lr"] for r in read_metrics(out) if "loss" in r}
-    assert lr[10] == pytest.approx(3e-4 + 0.5 * (1 + math.cos(math.pi * 8 / 16)) * (3e-3 - 3e-4))  # not held
+    cosine = lambda t, start: 3e-4 + 0.5 * (1 + math.cos(math.pi * (t - start) / (18 - start))) * (3e-3 - 3e-4)
+    expected = {"cosine": cosine(10, 2), "wsd": 3e-3, "constant": 3e-3}[schedule]
+    assert lr[10] == pytest.approx(expected)
+    assert lr[13] == pytest.approx({"cosine": cosine(13, 2), "wsd": cosine(13, 12), "constant": 3e-3}[schedule])
+
+
+def test_a_checkpoint_that_rewarms_the_rate_is_refused_in_one_line(workdir, monkeypatch):
+    out = workdir / "out"
+    run_in_process(monkeypatch, workdir, args_for(out), stop_at_optimizer_step=10)
+    checkpoint = torch.load(out / "ckpt.pt", weights_only=True)
+    del checkpoint["config"]["lr_schedule"]
+    checkpoint["config"].update(hold_lr_until_restoration=False, restore_lr=1e-3)
+    torch.save(checkpoint, out / "ckpt.pt")
+    result = run_subprocess(workdir, ["--init_from=resume", f"--out_dir={out}"])
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode == 2 and len(lines) == 1 and "restore_lr" in lines[0], result.stderr
 
 
 def test_resume_from_a_broken_checkpoint_is_one_line_and_changes_nothing(workdir, monkeypatch):
@@ -315,51 +340,38 @@ def test_a_short_run_of_any_config_follows_max_iters(workdir):
     assert logs[-1]["lr"] < logs[7]["lr"] and logs[-1]["sparsity"] == 0.0
 
 
-def test_restoration_rewarms_the_learning_rate(workdir):
+@pytest.mark.parametrize("schedule", ["wsd", "cosine", "constant"])
+def test_every_lr_schedule_by_hand(workdir, schedule):
+    # warm-up over 2 steps, then: wsd holds to lr_decay_start (step 9 of 18) and decays by cosine to
+    # min_lr at step 18; cosine decays from the warm-up's end; constant never moves. MST or dense alike.
+    for mst in (True, False):
+        out = workdir / f"{schedule}_{mst}"
+        args = args_for(out, lr_schedule=schedule, lr_decay_start=0.5, mst=mst)
+        assert run_subprocess(workdir, args).returncode == 0
+        lr = {r["step"]: r["lr"] for r in read_metrics(out) if "loss" in r}
+        start = {"wsd": 9, "cosine": 2}.get(schedule)
+        for t in range(18):
+            if schedule == "constant":
+                expected = 3e-3
+            elif t < 2:
+                expected = 3e-3 * (t + 1) / 3
+            else:
+                progress = max(0, t - start) / (18 - start)
+                expected = 3e-4 + 0.5 * (1 + math.cos(math.pi * progress)) * (3e-3 - 3e-4)
+            assert lr[t] == pytest.approx(expected), (schedule, mst, t)
+
+
+def test_flops_budget_solves_the_peak_sparsity_and_the_plan_is_what_the_run_counts(workdir):
     out = workdir / "out"
-    assert run_subprocess(workdir, args_for(out, hold_lr_until_restoration=False, restore_lr=1e-3)).returncode == 0
-    lr = {r["step"]: r["lr"] for r in read_metrics(out) if "loss" in r}
-    # warm-up 2 steps, cosine to 3e-4 at step 18, re-warmed at ultra_end = step 12 to 1e-3 over 3 steps
-    cosine = lambda t, start, peak: 3e-4 + 0.5 * (1 + math.cos(math.pi * (t - start) / (18 - start))) * (peak - 3e-4)
-    base = cosine(12, 2, 3e-3)
-    assert lr[11] == pytest.approx(cosine(11, 2, 3e-3))
-    assert lr[12] == pytest.approx(base + (1e-3 - base) / 4)
-    assert lr[14] == pytest.approx(base + (1e-3 - base) * 3 / 4)
-    assert lr[15] == pytest.approx(1e-3)
-    assert lr[17] == pytest.approx(cosine(17, 15, 1e-3))
-
-
-def test_learning_rate_holds_until_restoration(workdir):
-    out = workdir / "out"
-    assert run_subprocess(workdir, args_for(out)).returncode == 0
-    lr = {r["step"]: r["lr"] for r in read_metrics(out) if "loss" in r}
-    # warm-up 2 steps, the peak 3e-3 held through the sparse phases to ultra_end = step 12, then
-    # cosine to 3e-4 at step 18
-    assert [lr[t] for t in range(2, 13)] == [pytest.approx(3e-3)] * 11
-    for t in range(13, 18):
-        assert lr[t] == pytest.approx(3e-4 + 0.5 * (1 + math.cos(math.pi * (t - 12) / 6)) * (3e-3 - 3e-4))
-    # a dense run has no restoration to wait for: its cosine starts after the warm-up
-    dense = workdir / "dense"
-    assert run_subprocess(workdir, args_for(dense, mst=False)).returncode == 0
-    lr = {r["step"]: r["lr"] for r in read_metrics(dense) if "loss" in r}
-    assert lr[12] == pytest.approx(3e-4 + 0.5 * (1 + math.cos(math.pi * 10 / 16)) * (3e-3 - 3e-4))
-
-
-@pytest.mark.parametrize("fp8_head", [False, True])
-def test_ddp_two_processes_match_one_and_keep_masks_identical(workdir, fp8_head):
-    # The same global batch (4 micro-batches of 4) on one process and on two; random growing too. Each
-    # micro-batch's FP8 scales are its own either way, so the FP8 head must match as closely.
-    common = dict(gradient_accumulation_steps=4, grow_mode="mixed", eval_interval=18, update_interval=2,
-                  fp8_head=fp8_head)
-    one = run_subprocess(workdir, args_for(workdir / "one", **common))
-    two = run_subprocess(workdir, args_for(workdir / "two", **common), nproc=2)
-    assert one.returncode == 0, one.stderr
-    assert two.returncode == 0, two.stderr  # train.py checks mask checksums across ranks at every update
-    a, b = train_losses(read_metrics(workdir / "one")), train_losses(read_metrics(workdir / "two"))
-    assert sorted(a) == sorted(b) == list(range(18))
-    for step in a:
-        assert b[step] == pytest.approx(a[step], rel=2e-5), step
-    ca = torch.load(workdir / "one" / "ckpt.pt", weights_only=True)
-    cb = torch.load(workdir / "two" / "ckpt.pt", weights_only=True)
-    for k in ca["sparsity"]["masks"]:
-        assert torch.equal(ca["sparsity"]["masks"][k], cb["sparsity"]["masks"][k])
+    result = run_subprocess(workdir, args_for(out, flops_budget=0.6))
+    assert result.returncode == 0, result.stderr
+    header, *records = read_metrics(out)
+    peak = header["run"]["peak_sparsity"]
+    assert 0.0 < peak < 0.999 and peak != TINY["peak_sparsity"]
+    final = records[-1]
+    assert final["step"] == 18 and final["flops"] / final["flops_dense"] == pytest.approx(0.6, abs=0.01)
+    plan = next(line for line in result.stdout.splitlines() if line.startswith("planned training FLOPs: "))
+    assert plan.split()[3] == f"{final['flops']:.4g}" and f"at peak sparsity {peak:g}" in plan
+    # an absolute budget: the FLOPs of that run
+    result = run_subprocess(workdir, args_for(workdir / "abs", flops_budget=final["flops"]))
+    assert result.returncode == 0 and read_metrics(workdir / "abs")[0]["run"]["peak_sparsity"] == pytest.approx(peak)
