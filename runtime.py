@@ -105,7 +105,28 @@ def keep_freed_memory():
 
 
 # -----------------------------------------------------------------------------
-# token batches from data/<name>/{train,val}.bin: flat uint16 GPT-2 token ids (nanoGPT's layout)
+# token batches from <data_dir>/<name>/{train,val}.bin: flat uint16 GPT-2 token ids (nanoGPT's layout)
+
+PROJECT_DIR = os.path.dirname(os.path.abspath(__file__))
+DATA_DIR_VARIABLE = "MST_DATA_DIR"
+
+
+def data_root(data_dir=""):
+    """The folder that holds the datasets, as an absolute path: the data_dir setting if given, else
+    $MST_DATA_DIR, else the data folder next to the scripts. prepare.py writes there and train.py
+    and evaluate.py read there, so they agree from any working directory."""
+    return os.path.abspath(data_dir or os.environ.get(DATA_DIR_VARIABLE) or os.path.join(PROJECT_DIR, "data"))
+
+
+def prepare_command(dataset, data_dir=""):
+    """The prepare.py command that writes `dataset` where data_root(data_dir) looks for it, runnable
+    from any working directory."""
+    root = data_root(data_dir)
+    command = f"python {os.path.join(PROJECT_DIR, 'prepare.py')}"
+    where = "" if root == os.path.join(PROJECT_DIR, "data") else f" --data_dir {root}"
+    if dataset in ("shakespeare", "openwebtext"):
+        return f"{command} {dataset}{where}"
+    return f"{command} tokens --train ... --val ... --name {dataset}{where}"
 
 
 def check_tokens(path, block_size, how=""):

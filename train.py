@@ -25,8 +25,9 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 
 from configurator import ConfigError, load_config
 from model import GPT, GPTConfig
-from runtime import (autocast_for, check_tokens, draw_batches, estimate_loss, fail, first_line, gpu_peak_flops,
-                     has_fp8, keep_freed_memory, read_batch, read_checkpoint, save_checkpoint, training_attention)
+from runtime import (autocast_for, check_tokens, data_root, draw_batches, estimate_loss, fail, first_line,
+                     gpu_peak_flops, has_fp8, keep_freed_memory, prepare_command, read_batch, read_checkpoint,
+                     save_checkpoint, training_attention)
 from sparse import MixedSparsity, SparsitySchedule, optimizer_step, training_flops_per_token
 
 # -----------------------------------------------------------------------------
@@ -42,7 +43,8 @@ init_from = "scratch"  # 'scratch' or 'resume' (from out_dir/ckpt.pt, with the r
 allow_changes_on_resume = False  # let a resumed run change settings other than I/O and system ones
 seed = 1337
 # data
-dataset = "openwebtext"  # reads data/<dataset>/train.bin and val.bin
+dataset = "openwebtext"  # reads <data_dir>/<dataset>/train.bin and val.bin, as prepare.py writes them
+data_dir = ""  # the datasets' folder; '': $MST_DATA_DIR, else data/ next to train.py (from any working directory)
 gradient_accumulation_steps = 40  # micro-steps per optimizer step, summed over all ranks
 batch_size = 12  # sequences per micro-step; 12 * 40 = 480 sequences per step
 block_size = 1024
@@ -104,7 +106,7 @@ config_keys = [k for k, v in globals().items()
 NOT_RESUMED = {"init_from", "out_dir", "allow_changes_on_resume", "backend", "device", "dtype", "compile"}
 # ... and these may differ from the checkpoint's without allow_changes_on_resume.
 CHANGEABLE_ON_RESUME = NOT_RESUMED | {"eval_interval", "eval_iters", "log_interval", "always_save_checkpoint",
-                                      "keep_best_checkpoint", "keep_checkpoints", "fp8_head"}
+                                      "keep_best_checkpoint", "keep_checkpoints", "fp8_head", "data_dir"}
 
 defaults = {k: globals()[k] for k in config_keys}
 try:
@@ -155,11 +157,11 @@ try:
                          f"{lr_decay_iters or max_iters}); set hold_lr_until_restoration=False")
 except ValueError as e:
     fail(e)
-data_dir = os.path.join("data", dataset)
+# From here on data_dir is this dataset's folder; the setting, as given, stays in `config`.
+data_dir = os.path.join(data_root(data_dir), dataset)
 for split in ("train", "val"):
-    how = (f"python prepare.py {dataset}" if dataset in ("shakespeare", "openwebtext") else
-           "python prepare.py tokens --train ... --val ... --name " + dataset)
-    problem = check_tokens(os.path.join(data_dir, f"{split}.bin"), block_size, f"make it with `{how}` (see prepare.py)")
+    problem = check_tokens(os.path.join(data_dir, f"{split}.bin"), block_size,
+                           f"make it with `{prepare_command(dataset, config['data_dir'])}` (see prepare.py)")
     if problem:
         fail(problem)
 

@@ -51,13 +51,14 @@ def run_subprocess(cwd, args, nproc=None):
     if nproc:
         command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
                    TRAIN, *args]
-    env = dict(os.environ, OMP_NUM_THREADS="1")
+    env = dict(os.environ, OMP_NUM_THREADS="1", MST_DATA_DIR=os.path.join(cwd, "data"))
     return subprocess.run(command, cwd=cwd, capture_output=True, text=True, env=env, timeout=300)
 
 
 def run_in_process(monkeypatch, cwd, args, stop_at_optimizer_step=None):
     """Run train.py in this process; optionally die like a killed job at an optimizer step."""
     monkeypatch.chdir(cwd)
+    monkeypatch.setenv("MST_DATA_DIR", os.path.join(cwd, "data"))
     monkeypatch.setattr(sys, "argv", [TRAIN, *args])
     if stop_at_optimizer_step is not None:
         real_step, calls = torch.optim.AdamW.step, [0]
