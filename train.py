@@ -5,6 +5,7 @@ Pretrain GPT-2 with Mixed Sparsity Training. One GPU, the CPU, or many GPUs thro
     python train.py config/mst_gpt2.py --max_iters=20 --update_interval=2    # a smoke run of any config
     torchrun --standalone --nproc_per_node=8 train.py config/mst_gpt2.py
     python train.py --init_from=resume --out_dir=out/mst_tiny                # goes on with the run's own settings
+    python train.py --help                                                   # every setting, its default and meaning
 
 The defaults below are GPT-2 124M on OpenWebText with the MST settings that did best in our
 comparisons (README, "Does MST deliver?"). Config files and --key=value overrides change them;
@@ -23,11 +24,11 @@ import torch
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel as DDP
 
-from configurator import ConfigError, load_config
+from configurator import ConfigError, load_config, settings_help
 from model import GPT, GPTConfig
 from runtime import (autocast_for, check_tokens, data_root, draw_batches, estimate_loss, fail, first_line,
-                     gpu_peak_flops, has_fp8, keep_freed_memory, prepare_command, read_batch, read_checkpoint,
-                     save_checkpoint, training_attention)
+                     gpu_peak_flops, has_fp8, keep_freed_memory, pick_device, prepare_command, read_batch,
+                     read_checkpoint, save_checkpoint, training_attention)
 from sparse import MixedSparsity, SparsitySchedule, optimizer_step, training_flops_per_token
 
 # -----------------------------------------------------------------------------
@@ -96,8 +97,8 @@ attn_stride = 512
 attn_block = 128
 # system
 backend = "nccl"  # DDP backend on GPUs ('gloo' is used on the CPU)
-device = "cuda" if torch.cuda.is_available() else "cpu"
-dtype = "bfloat16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "float32"
+device = "cuda" if torch.cuda.is_available() else "cpu"  # 'cpu', 'cuda' or 'cuda:N'; cuda where torch sees one
+dtype = "bfloat16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "float32"  # bf16 autocast on GPUs that have it
 compile = torch.cuda.is_available()  # torch.compile the model (on CUDA)
 # -----------------------------------------------------------------------------
 config_keys = [k for k, v in globals().items()
@@ -109,6 +110,9 @@ CHANGEABLE_ON_RESUME = NOT_RESUMED | {"eval_interval", "eval_iters", "log_interv
                                       "keep_best_checkpoint", "keep_checkpoints", "fp8_head", "data_dir"}
 
 defaults = {k: globals()[k] for k in config_keys}
+if "--help" in sys.argv[1:] or "-h" in sys.argv[1:]:
+    print(settings_help(__file__, defaults))
+    sys.exit(0)
 try:
     overrides = load_config(defaults, sys.argv[1:])
 except ConfigError as e:
