@@ -161,6 +161,7 @@ try:
                          f"{lr_decay_iters or max_iters}); set hold_lr_until_restoration=False")
 except ValueError as e:
     fail(e)
+pick_device(device)  # --device=cuda without CUDA, or a device that is neither: one line
 # From here on data_dir is this dataset's folder; the setting, as given, stays in `config`.
 data_dir = os.path.join(data_root(data_dir), dataset)
 for split in ("train", "val"):
@@ -177,7 +178,7 @@ if ddp:
         fail(f"gradient_accumulation_steps={gradient_accumulation_steps} must be divisible by "
              f"the number of processes, {world_size}")
     if device.startswith("cuda"):
-        device = f"cuda:{local_rank}"
+        device = pick_device(f"cuda:{local_rank}")  # one GPU per process of this node
         torch.cuda.set_device(device)
     dist.init_process_group(backend=backend if device.startswith("cuda") else "gloo")
 else:

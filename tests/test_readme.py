@@ -55,3 +55,4 @@ def test_sampling_section_runs_as_written_after_the_default_job(tmp_path):
     assert "changes since out/mst_tiny/ckpt_150.pt (step 150)" in report
     assert "grown" in report and "masked weights that are not zero: 0" in report
     assert "sparsity.png" in plots and os.path.exists(tmp_path / "out" / "mst_tiny" / "plots" / "sparsity.png")
+    assert sorted(os.listdir(tmp_path)) == ["data", "out"]  # the commands write only under out/
