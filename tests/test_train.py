@@ -346,6 +346,18 @@ def test_learning_rate_holds_until_restoration(workdir):
     assert lr[12] == pytest.approx(3e-4 + 0.5 * (1 + math.cos(math.pi * 10 / 16)) * (3e-3 - 3e-4))
 
 
+def assert_same_run(one, many, steps=18):
+    """The runs in out_dirs `one` and `many` logged the same losses and ended with the same masks."""
+    a, b = train_losses(read_metrics(one)), train_losses(read_metrics(many))
+    assert sorted(a) == sorted(b) == list(range(steps))
+    for step in a:
+        assert b[step] == pytest.approx(a[step], rel=2e-5), step
+    ca = torch.load(os.path.join(one, "ckpt.pt"), weights_only=True)
+    cb = torch.load(os.path.join(many, "ckpt.pt"), weights_only=True)
+    for k in ca["sparsity"]["masks"]:
+        assert torch.equal(ca["sparsity"]["masks"][k], cb["sparsity"]["masks"][k])
+
+
 @pytest.mark.parametrize("fp8_head", [False, True])
 def test_ddp_two_processes_match_one_and_keep_masks_identical(workdir, fp8_head):
     # The same global batch (4 micro-batches of 4) on one process and on two; random growing too. Each
@@ -356,11 +368,4 @@ def test_ddp_two_processes_match_one_and_keep_masks_identical(workdir, fp8_head)
     two = run_subprocess(workdir, args_for(workdir / "two", **common), nproc=2)
     assert one.returncode == 0, one.stderr
     assert two.returncode == 0, two.stderr  # train.py checks mask checksums across ranks at every update
-    a, b = train_losses(read_metrics(workdir / "one")), train_losses(read_metrics(workdir / "two"))
-    assert sorted(a) == sorted(b) == list(range(18))
-    for step in a:
-        assert b[step] == pytest.approx(a[step], rel=2e-5), step
-    ca = torch.load(workdir / "one" / "ckpt.pt", weights_only=True)
-    cb = torch.load(workdir / "two" / "ckpt.pt", weights_only=True)
-    for k in ca["sparsity"]["masks"]:
-        assert torch.equal(ca["sparsity"]["masks"][k], cb["sparsity"]["masks"][k])
+    assert_same_run(workdir / "one", workdir / "two")
