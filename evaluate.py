@@ -69,8 +69,9 @@ def cmd_loss(args):
     eval_iters = config["eval_iters"] if args.eval_iters is None else args.eval_iters
     seed = config["seed"] + 1 if args.seed is None else args.seed
     data_path = os.path.join(data_root(args.data_dir), config["dataset"], f"{args.split}.bin")
-    problem = check_tokens(data_path, block_size, f"make it with `{prepare_command(config['dataset'], args.data_dir)}`, "
-                                                  "or point --data_dir at the folder that holds it")
+    how = (f"make it with `{prepare_command(config['dataset'], args.data_dir)}`, or point --data_dir at the folder "
+           f"that holds {config['dataset']}/")
+    problem = check_tokens(data_path, block_size, how)
     if problem:
         fail(problem)
     if batch_size < 1 or eval_iters < 1:

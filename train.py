@@ -98,7 +98,7 @@ attn_block = 128
 # system
 backend = "nccl"  # DDP backend on GPUs ('gloo' is used on the CPU)
 device = "cuda" if torch.cuda.is_available() else "cpu"  # 'cpu', 'cuda' or 'cuda:N'; cuda where torch sees one
-dtype = "bfloat16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "float32"  # bf16 autocast on GPUs that have it
+dtype = "bfloat16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "float32"  # GPUs: bf16 autocast
 compile = torch.cuda.is_available()  # torch.compile the model (on CUDA)
 # -----------------------------------------------------------------------------
 config_keys = [k for k, v in globals().items()
