@@ -5,6 +5,8 @@ Speed and memory of MST against dense training, measured in one process on one G
     python bench.py --hsa_mode strided --shapes 4096x4:256:512     # another pattern, W and S
     python bench.py --smoke               # a tiny model on the CPU: checks the code path only
 
+Without --smoke it needs a CUDA GPU.
+
 For each sequence length it times, with the same model, batch and optimizer:
   (a) dense       plain GPT-2 training
   (b) masked      MST at 90% sparsity (masks applied to gradients and weights), dense attention
@@ -15,10 +17,11 @@ against (a), the nanoGPT-equivalent step.
 plus every attention pattern alone (forward + backward) against flash causal attention, in GPU
 time (the sum of its kernels' durations, from the profiler) and in wall time per call, and its
 largest difference from attention with the pattern's boolean mask.
-Results are printed and written to --out as a markdown table.
+Results are printed and written to --out (out/bench.md) as a markdown table.
 """
 
 import argparse
+import os
 import time
 from contextlib import nullcontext
 
@@ -28,7 +31,7 @@ from torch._dynamo.utils import counters
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from model import ATTENTION_MODES, GPT, GPTConfig, flex_pattern, pattern_density, pattern_mask_mod, sparse_attention
-from runtime import gpu_peak_flops, has_fp8
+from runtime import fail, gpu_peak_flops, has_fp8
 from sparse import MixedSparsity, SparsitySchedule, optimizer_step, training_flops_per_token
 
 parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -38,10 +41,13 @@ parser.add_argument("--shapes", default="1024x16:256:512,4096x4:256:1024",
 parser.add_argument("--steps", type=int, default=30, help="timed steps per configuration")
 parser.add_argument("--warmup", type=int, default=8, help="untimed steps first (compilation happens here)")
 parser.add_argument("--hsa_mode", default="blocksparse")
-parser.add_argument("--out", default="bench.md")
+parser.add_argument("--out", default=os.path.join("out", "bench.md"), help="the report (default: out/bench.md)")
 args = parser.parse_args()
 
 device = "cuda" if torch.cuda.is_available() else "cpu"
+if device == "cpu" and not args.smoke:  # GPT-2 124M on the CPU would fill the memory before its first step
+    fail("bench.py measures a GPU and this torch sees no CUDA device; python bench.py --smoke runs its code "
+         "path on a tiny model on the CPU")
 if args.smoke:
     shapes, steps, warmup = [(64, 2, 16, 32)], 2, 1
     model_kw = dict(n_layer=2, n_head=2, n_embd=32, vocab_size=512, attn_block=16)
@@ -209,5 +215,6 @@ for r in attention_rows:
                  f"{r['speed']:.2f} | {r['error']:.1e} |")
 report = "\n".join(lines)
 print(report)
+os.makedirs(os.path.dirname(args.out) or ".", exist_ok=True)
 with open(args.out, "w") as f:
     f.write(report + "\n")

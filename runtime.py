@@ -6,7 +6,9 @@ and precision, token batches, the evaluation loss, and checkpoints.
 import argparse
 import ctypes
 import os
+import signal
 import sys
+import time
 import warnings
 import zipfile
 from contextlib import nullcontext
@@ -27,6 +29,17 @@ warnings.filterwarnings("ignore", message="flex_attention called without torch.c
 
 
 def fail(message):
+    """Print `error: message` and exit with status 2.
+
+    Under torchrun every process of a node usually fails alike (a bad setting, missing data), so
+    only local rank 0 prints at once. The others wait: when local rank 0 has failed too, torchrun
+    stops them with SIGTERM within its monitor interval (0.1 s), and the error shows once per node.
+    Stopped so, they exit 0: torchrun then reports local rank 0's failure alone, instead of listing
+    every other process as failed too (7 lines each). An error of theirs alone still shows, 2 s late,
+    with status 2."""
+    if int(os.environ.get("LOCAL_RANK", 0)) != 0:
+        signal.signal(signal.SIGTERM, lambda signum, frame: os._exit(0))
+        time.sleep(2)
     print(f"error: {message}", file=sys.stderr)
     sys.exit(2)
 
@@ -105,7 +118,28 @@ def keep_freed_memory():
 
 
 # -----------------------------------------------------------------------------
-# token batches from data/<name>/{train,val}.bin: flat uint16 GPT-2 token ids (nanoGPT's layout)
+# token batches from <data_dir>/<name>/{train,val}.bin: flat uint16 GPT-2 token ids (nanoGPT's layout)
+
+PROJECT_DIR = os.path.dirname(os.path.abspath(__file__))
+DATA_DIR_VARIABLE = "MST_DATA_DIR"
+
+
+def data_root(data_dir=""):
+    """The folder that holds the datasets, as an absolute path: the data_dir setting if given, else
+    $MST_DATA_DIR, else the data folder next to the scripts. prepare.py writes there and train.py
+    and evaluate.py read there, so they agree from any working directory."""
+    return os.path.abspath(data_dir or os.environ.get(DATA_DIR_VARIABLE) or os.path.join(PROJECT_DIR, "data"))
+
+
+def prepare_command(dataset, data_dir=""):
+    """The prepare.py command that writes `dataset` where data_root(data_dir) looks for it, runnable
+    from any working directory."""
+    root = data_root(data_dir)
+    command = f"python {os.path.join(PROJECT_DIR, 'prepare.py')}"
+    where = "" if root == os.path.join(PROJECT_DIR, "data") else f" --data_dir {root}"
+    if dataset in ("shakespeare", "openwebtext"):
+        return f"{command} {dataset}{where}"
+    return f"{command} tokens --train ... --val ... --name {dataset}{where}"
 
 
 def check_tokens(path, block_size, how=""):

@@ -5,6 +5,7 @@ Pretrain GPT-2 with Mixed Sparsity Training. One GPU, the CPU, or many GPUs thro
     python train.py config/mst_gpt2.py --max_iters=20 --update_interval=2    # a smoke run of any config
     torchrun --standalone --nproc_per_node=8 train.py config/mst_gpt2.py
     python train.py --init_from=resume --out_dir=out/mst_tiny                # goes on with the run's own settings
+    python train.py --help                                                   # every setting, its default and meaning
 
 The defaults below are GPT-2 124M on OpenWebText with the MST settings that did best in our
 comparisons (README, "Does MST deliver?"). Config files and --key=value overrides change them;
@@ -24,10 +25,11 @@ import torch
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel as DDP
 
-from configurator import ConfigError, load_config
+from configurator import ConfigError, load_config, settings_help
 from model import GPT, GPTConfig
-from runtime import (attention_density_at, autocast_for, check_tokens, draw_batches, estimate_loss, fail, first_line, gpu_peak_flops,
-                     has_fp8, keep_freed_memory, read_batch, read_checkpoint, save_checkpoint, training_attention)
+from runtime import (attention_density_at, autocast_for, check_tokens, data_root, draw_batches, estimate_loss,
+                     fail, first_line, gpu_peak_flops, has_fp8, keep_freed_memory, pick_device, prepare_command,
+                     read_batch, read_checkpoint, save_checkpoint, training_attention)
 from sparse import (MixedSparsity, SparsitySchedule, optimizer_step, peak_sparsity_for, planned_flops_per_token,
                     training_flops_per_token)
 
@@ -44,7 +46,8 @@ init_from = "scratch"  # 'scratch' or 'resume' (from out_dir/ckpt.pt, with the r
 allow_changes_on_resume = False  # let a resumed run change settings other than I/O and system ones
 seed = 1337
 # data
-dataset = "openwebtext"  # reads data/<dataset>/train.bin and val.bin
+dataset = "openwebtext"  # reads <data_dir>/<dataset>/train.bin and val.bin, as prepare.py writes them
+data_dir = ""  # the datasets' folder; '': $MST_DATA_DIR, else data/ next to train.py (from any working directory)
 gradient_accumulation_steps = 40  # micro-steps per optimizer step, summed over all ranks
 batch_size = 12  # sequences per micro-step; 12 * 40 = 480 sequences per step
 block_size = 1024
@@ -95,8 +98,8 @@ attn_stride = 512
 attn_block = 128
 # system
 backend = "nccl"  # DDP backend on GPUs ('gloo' is used on the CPU)
-device = "cuda" if torch.cuda.is_available() else "cpu"
-dtype = "bfloat16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "float32"
+device = "cuda" if torch.cuda.is_available() else "cpu"  # 'cpu', 'cuda' or 'cuda:N'; cuda where torch sees one
+dtype = "bfloat16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "float32"  # GPUs: bf16 autocast
 compile = torch.cuda.is_available()  # torch.compile the model (on CUDA)
 # -----------------------------------------------------------------------------
 config_keys = [k for k, v in globals().items()
@@ -105,7 +108,7 @@ config_keys = [k for k, v in globals().items()
 NOT_RESUMED = {"init_from", "out_dir", "allow_changes_on_resume", "backend", "device", "dtype", "compile"}
 # ... and these may differ from the checkpoint's without allow_changes_on_resume.
 CHANGEABLE_ON_RESUME = NOT_RESUMED | {"eval_interval", "eval_iters", "log_interval", "always_save_checkpoint",
-                                      "keep_best_checkpoint", "keep_checkpoints", "fp8_head"}
+                                      "keep_best_checkpoint", "keep_checkpoints", "fp8_head", "data_dir"}
 
 defaults = {k: globals()[k] for k in config_keys}
 
@@ -125,6 +128,9 @@ def lr_schedule_of_old_run(saved):
     return {"lr_schedule": "cosine"}
 
 
+if "--help" in sys.argv[1:] or "-h" in sys.argv[1:]:
+    print(settings_help(__file__, defaults))
+    sys.exit(0)
 try:
     overrides = load_config(defaults, sys.argv[1:])
 except ConfigError as e:
@@ -174,11 +180,12 @@ try:
                          f"the decay should already be over (step {lr_decay_end}, lr_decay_iters)")
 except ValueError as e:
     fail(e)
-data_dir = os.path.join("data", dataset)
+pick_device(device)  # --device=cuda without CUDA, or a device that is neither: one line
+# From here on data_dir is this dataset's folder; the setting, as given, stays in `config`.
+data_dir = os.path.join(data_root(data_dir), dataset)
 for split in ("train", "val"):
-    how = (f"python prepare.py {dataset}" if dataset in ("shakespeare", "openwebtext") else
-           "python prepare.py tokens --train ... --val ... --name " + dataset)
-    problem = check_tokens(os.path.join(data_dir, f"{split}.bin"), block_size, f"make it with `{how}` (see prepare.py)")
+    problem = check_tokens(os.path.join(data_dir, f"{split}.bin"), block_size,
+                           f"make it with `{prepare_command(dataset, config['data_dir'])}` (see prepare.py)")
     if problem:
         fail(problem)
 
@@ -190,7 +197,7 @@ if ddp:
         fail(f"gradient_accumulation_steps={gradient_accumulation_steps} must be divisible by "
              f"the number of processes, {world_size}")
     if device.startswith("cuda"):
-        device = f"cuda:{local_rank}"
+        device = pick_device(f"cuda:{local_rank}")  # one GPU per process of this node
         torch.cuda.set_device(device)
     dist.init_process_group(backend=backend if device.startswith("cuda") else "gloo")
 else:

@@ -45,7 +45,7 @@ def write_markov_tokens(path, n, rng):
 
 def train(cwd, out_dir, overrides):
     """Run train.py; its metrics.jsonl as (header, {step: eval record}, {step: log record})."""
-    env = dict(os.environ, OMP_NUM_THREADS="1")
+    env = dict(os.environ, OMP_NUM_THREADS="1", MST_DATA_DIR=os.path.join(cwd, "data"))
     command = [sys.executable, os.path.join(REPO, "train.py"), *TINY, *overrides, f"--out_dir={out_dir}"]
     result = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stdout + result.stderr
@@ -57,7 +57,8 @@ def train(cwd, out_dir, overrides):
 
 @pytest.fixture(scope="session")
 def data_root(tmp_path_factory):
-    """A folder holding data/markov/{train,val}.bin: train.py and evaluate.py run from here."""
+    """A folder holding data/markov/{train,val}.bin: train.py and evaluate.py run from here, with
+    MST_DATA_DIR pointing at its data/."""
     root = tmp_path_factory.mktemp("runs")
     os.makedirs(root / "data" / "markov")
     rng = np.random.default_rng(0)

@@ -55,9 +55,10 @@ def test_a_config_can_include_the_one_beside_it_from_any_directory(tmp_path):
     # run from elsewhere, train.py gets past the config and stops at the data it cannot find
     for name, dataset in (("dense_tiny.py", "shakespeare"), ("docmix_mst.py", "docmix")):
         result = subprocess.run([sys.executable, os.path.join(REPO, "train.py"), os.path.join(REPO, "config", name)],
-                                cwd=tmp_path, capture_output=True, text=True)
+                                cwd=tmp_path, capture_output=True, text=True,
+                                env=dict(os.environ, MST_DATA_DIR=str(tmp_path / "data")))
         assert result.returncode == 2
-        assert result.stderr.startswith(f"error: data/{dataset}/train.bin not found"), result.stderr
+        assert result.stderr.startswith(f"error: {tmp_path / 'data' / dataset / 'train.bin'} not found"), result.stderr
 
 
 def test_train_py_reports_a_config_typo_in_one_line(tmp_path):

@@ -29,7 +29,7 @@ def run_evaluate(args, tmp_path):
 
 @pytest.mark.parametrize("which, step", [("ultra", 20), ("mst_end", 40), ("dense", 20)])
 def test_loss_reproduces_the_logged_val_loss(runs, which, step, tmp_path, monkeypatch):
-    monkeypatch.chdir(runs["root"])  # the default data dir is data/<dataset> from here, as for train.py
+    monkeypatch.setenv("MST_DATA_DIR", str(runs["root"] / "data"))  # the data train.py read, found as train.py does
     logged = runs["dense_evals" if which == "dense" else "mst_evals"][step]
     [result] = run_evaluate(["loss", "--ckpt", runs[which], "--device", "cpu"], tmp_path)
     assert result["step"] == step
@@ -41,7 +41,7 @@ def test_loss_reproduces_the_logged_val_loss(runs, which, step, tmp_path, monkey
 
 
 def test_ultra_checkpoint_is_evaluated_with_its_sparse_attention(runs, tmp_path, monkeypatch):
-    monkeypatch.chdir(runs["root"])
+    monkeypatch.setenv("MST_DATA_DIR", str(runs["root"] / "data"))
     logged = runs["mst_evals"][20]
     assert (logged["phase"], logged["attn_mode"], logged["attn_window"]) == ("ultra", "blocksparse", 8)
     dense, hsa = run_evaluate(["loss", "--ckpt", runs["ultra"], "--device", "cpu", "--attention", "both"], tmp_path)
@@ -55,7 +55,7 @@ def test_ultra_checkpoint_is_evaluated_with_its_sparse_attention(runs, tmp_path,
 
 
 def test_loss_with_a_window_grown_in_restoration(grown_window_run, tmp_path, monkeypatch):
-    monkeypatch.chdir(grown_window_run["root"])
+    monkeypatch.setenv("MST_DATA_DIR", str(grown_window_run["root"] / "data"))
     logged = grown_window_run["evals"][30]
     assert logged["phase"] == "restoration" and logged["attn_mode"] == "blocksparse"
     assert 8 < logged["attn_window"] < 32  # grown from attn_window, and still short of the whole sequence
@@ -73,7 +73,7 @@ def test_loss_with_a_window_grown_in_restoration(grown_window_run, tmp_path, mon
 
 
 def test_loss_options_change_the_batches(runs, tmp_path):
-    data_dir = str(runs["root"] / "data" / "markov")
+    data_dir = str(runs["root"] / "data")
     args = ["loss", "--ckpt", runs["dense"], "--device", "cpu", "--data_dir", data_dir]
     [default] = run_evaluate(args, tmp_path)
     [again] = run_evaluate(args, tmp_path)
@@ -144,7 +144,7 @@ def test_bad_input_is_one_line(runs, tmp_path, one_line_error):
     junk = tmp_path / "junk.pt"
     junk.write_bytes(b"not a checkpoint")
     missing = str(tmp_path / "missing.pt")
-    data_dir = str(runs["root"] / "data" / "markov")
+    data_dir = str(runs["root"] / "data")
     for args, says in [(["loss", "--ckpt", missing], "not found"),
                        (["loss", "--ckpt", runs["ultra"], "--data_dir", str(tmp_path)], "val.bin not found"),
                        (["loss", "--ckpt", runs["ultra"], "--eval_iters", "0", "--data_dir", data_dir],

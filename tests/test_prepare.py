@@ -341,7 +341,7 @@ def test_failed_tokens_import_leaves_nothing_behind(tmp_path, monkeypatch, capsy
     # leave train.bin and a meta.json in data/docmix when val turns out to be bad
     data_dir = tmp_path / "data"
     data_dir.mkdir()
-    monkeypatch.setattr(prepare, "DATA_DIR", str(data_dir))
+    monkeypatch.setenv("MST_DATA_DIR", str(data_dir))
     (tmp_path / "train.u16").write_bytes(np.array([1, 2, EOT], dtype=np.uint16).tobytes())
     (tmp_path / "val.u16").write_bytes(bad_val)
     message = one_line_error(capsys, ["tokens", "--train", str(tmp_path / "train.u16"),

@@ -28,7 +28,7 @@ def test_sampling_section_runs_as_written_after_the_default_job(tmp_path):
     os.makedirs(tmp_path / "data" / "shakespeare")
     for split, n in (("train", 30000), ("val", 5000)):  # ids that the tokenizer decodes
         rng.integers(0, 5000, n).astype(np.uint16).tofile(tmp_path / "data" / "shakespeare" / f"{split}.bin")
-    env = dict(os.environ, OMP_NUM_THREADS="1")
+    env = dict(os.environ, OMP_NUM_THREADS="1", MST_DATA_DIR=str(tmp_path / "data"))
     train = subprocess.run([sys.executable, os.path.join(REPO, "train.py"), os.path.join(REPO, "config", "mst_tiny.py"),
                             *SMALLER], cwd=tmp_path, capture_output=True, text=True, env=env, timeout=600)
     assert train.returncode == 0, train.stderr
@@ -55,3 +55,4 @@ def test_sampling_section_runs_as_written_after_the_default_job(tmp_path):
     assert "changes since out/mst_tiny/ckpt_150.pt (step 150)" in report
     assert "grown" in report and "masked weights that are not zero: 0" in report
     assert "sparsity.png" in plots and os.path.exists(tmp_path / "out" / "mst_tiny" / "plots" / "sparsity.png")
+    assert sorted(os.listdir(tmp_path)) == ["data", "out"]  # the commands write only under out/
