@@ -548,7 +548,7 @@ while True:
                          "flops": flops, "flops_dense": flops_dense, "flops_ratio": flops / flops_dense,
                          "topology_changes": topology_changes, "elapsed_s": t1 - t_start, "eta_s": eta})
     iter_num += 1
-    stopped_by = agreed_stop_signal() if iter_num < max_iters else 0  # a stop in the last step evaluates too
+    stopped_by = agreed_stop_signal() if iter_num < max_iters else 0  # in the last step: the run finishes
     if stopped_by:
         break
 

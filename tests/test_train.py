@@ -297,7 +297,8 @@ def test_log_lines_progress_checkpoints_and_what_next(workdir):
     lines = result.stdout.strip().splitlines()
     assert max(len(line) for line in lines) <= 150, max(lines, key=len)
     iters = [line for line in lines if line.startswith("iter ")]
-    assert iters[0].startswith("iter 0/18: ") and iters[-1].startswith("iter 17/18: ") and iters[-1].endswith(", eta 0:00")
+    assert iters[0].startswith("iter 0/18: ") and iters[-1].startswith("iter 17/18: ")
+    assert iters[-1].endswith(", eta 0:00")
     assert "saved out/ckpt.pt (step 9)" in lines and "saved out/ckpt_5.pt (step 5, kept)" in lines
     assert torch.load(workdir / "out" / "ckpt_5.pt", weights_only=True)["iter_num"] == 5
     done = lines.index(next(line for line in lines if line.startswith("done: ")))
