@@ -31,6 +31,10 @@ from runtime import (autocast_for, check_tokens, draw_batches, estimate_loss, fa
                      training_attention)
 from sparse import MixedSparsity, SparsitySchedule, optimizer_step, training_flops_per_token
 
+# Until the training loop takes over (on_stop_signal below) there is nothing to save: Ctrl-C ends the
+# run at once, without a traceback.
+signal.signal(signal.SIGINT, lambda signum, frame: sys.exit(130))
+
 # -----------------------------------------------------------------------------
 # I/O
 out_dir = "out"

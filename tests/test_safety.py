@@ -215,22 +215,30 @@ def test_log_lines_fit_100_characters_and_leave_out_what_does_not_apply(workdir,
 
 
 def test_the_eta_leaves_out_the_slow_first_steps(workdir, monkeypatch):
-    """The first step sleeps as a compilation would, every later one a fixed time: the first ETA
-    comes after the first steps, and is within 30% of the time that was really left."""
-    real_step, calls = torch.optim.AdamW.step, [0]
+    """On a clock of the test's own, the first step takes 1.5 s, as a compilation would, every later
+    one 0.03 s, and an evaluation's forward passes a third of a step each: the first ETA comes after
+    the first steps, and is within 30% of the time that was really left."""
+    now = [1000.0]
+    monkeypatch.setattr(time, "time", lambda: now[0])
+    real_step, real_estimate_loss, calls = torch.optim.AdamW.step, runtime.estimate_loss, [0]
 
     def timed_step(self, *a, **kw):
         calls[0] += 1
-        time.sleep(1.5 if calls[0] == 1 else 0.03)
+        now[0] += 1.5 if calls[0] == 1 else 0.03
         return real_step(self, *a, **kw)
+
+    def timed_estimate_loss(*a, **kw):
+        now[0] += 4 * 0.01  # eval_iters forward passes
+        return real_estimate_loss(*a, **kw)
     monkeypatch.setattr(torch.optim.AdamW, "step", timed_step)
+    monkeypatch.setattr(runtime, "estimate_loss", timed_estimate_loss)
     out = workdir / "out"
-    run_in_process(monkeypatch, workdir, args_for(out, max_iters=60, eval_interval=20, log_interval=2, eval_iters=20))
+    run_in_process(monkeypatch, workdir, args_for(out, max_iters=30, eval_interval=10, log_interval=2, eval_iters=4))
+    end = now[0]
     logs = [r for r in read_metrics(out) if "loss" in r]
-    with_eta = [r for r in logs if r["eta_s"] is not None]
-    assert with_eta[0]["step"] > 5 and all(r["eta_s"] is None for r in logs if r["step"] < with_eta[0]["step"])
-    end = logs[-1]["elapsed_s"] + logs[-1]["eta_s"]  # the last ETA is the final evaluation alone: small
-    first = with_eta[0]
-    assert first["eta_s"] == pytest.approx(end - first["elapsed_s"], rel=0.3)
-    # the ETA as it was, from the start: several times too long
-    assert (first["elapsed_s"] / (first["step"] + 1)) * (59 - first["step"]) > 2 * (end - first["elapsed_s"])
+    first = next(r for r in logs if r["eta_s"] is not None)
+    assert first["step"] > 5 and all(r["eta_s"] is None for r in logs if r["step"] < first["step"])
+    left = end - (1000.0 + first["elapsed_s"])  # 21 steps and 3 evaluations: 0.87 s
+    assert first["eta_s"] == pytest.approx(left, rel=0.3)
+    # the ETA as it was, the whole time so far over the steps so far: more than twice too long
+    assert first["elapsed_s"] / (first["step"] + 1) * (29 - first["step"]) > 2 * left
