@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -47,7 +48,7 @@ def signal_at_optimizer_step(monkeypatch, step, *signums):
 
 
 def snapshot(out_dir):
-    return {name: open(os.path.join(out_dir, name), "rb").read() for name in sorted(os.listdir(out_dir))}
+    return {path.name: path.read_bytes() for path in sorted(out_dir.iterdir())}
 
 
 def steps_once(records):
@@ -159,7 +160,7 @@ def test_under_ddp_a_signal_to_one_rank_stops_all_at_the_same_step(workdir):
         assert stopped.poll() is None and time.time() < deadline, stopped.communicate()
         time.sleep(0.005)
     workers = subprocess.run(["pgrep", "-P", str(stopped.pid)], capture_output=True, text=True).stdout.split()
-    rank1 = [int(pid) for pid in workers if b"RANK=1" in open(f"/proc/{pid}/environ", "rb").read().split(b"\0")]
+    rank1 = [int(pid) for pid in workers if b"RANK=1" in Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")]
     assert len(rank1) == 1, workers
     os.kill(rank1[0], signal.SIGUSR1)
     stdout, stderr = stopped.communicate(timeout=120)
