@@ -217,7 +217,8 @@ def attention_density_at(model, schedule, step):
 
 def save_checkpoint(state, path):
     """Write to a temporary file, flush it to disk, then rename: a crash mid-save leaves the
-    previous checkpoint intact."""
+    previous checkpoint intact. A write that fails (a full disk, a lost mount) ends the run with
+    one line; the partial file is removed and the previous checkpoint stays as it was."""
     tmp = path + ".tmp"
     try:
         with open(tmp, "wb") as f:
@@ -225,9 +226,18 @@ def save_checkpoint(state, path):
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
+    except OSError as e:
+        previous = f"the previous checkpoint {path} is intact" if os.path.exists(path) else "nothing was saved"
+        fail(f"cannot save {path}: {e.strerror or first_line(e)}; {previous}")
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
+
+
+def is_checkpoint_name(name):
+    """Whether train.py writes checkpoints under this name: ckpt.pt, best.pt, or a kept ckpt_<step>.pt."""
+    return name in ("ckpt.pt", "best.pt") or (name.startswith("ckpt_") and name.endswith(".pt") and
+                                               name[len("ckpt_"):-len(".pt")].isdigit())
 
 
 def read_checkpoint(path):

@@ -17,6 +17,7 @@ import functools
 import json
 import math
 import os
+import signal
 import sys
 import time
 from contextlib import nullcontext
@@ -28,10 +29,14 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 from configurator import ConfigError, load_config, settings_help
 from model import GPT, GPTConfig
 from runtime import (attention_density_at, autocast_for, check_tokens, data_root, draw_batches, estimate_loss,
-                     fail, first_line, gpu_peak_flops, has_fp8, keep_freed_memory, pick_device, prepare_command,
-                     read_batch, read_checkpoint, save_checkpoint, training_attention)
+                     fail, first_line, gpu_peak_flops, has_fp8, is_checkpoint_name, keep_freed_memory, pick_device,
+                     prepare_command, read_batch, read_checkpoint, save_checkpoint, training_attention)
 from sparse import (MixedSparsity, SparsitySchedule, optimizer_step, peak_sparsity_for, planned_flops_per_token,
                     training_flops_per_token)
+
+# Until the training loop takes over (on_stop_signal below) there is nothing to save: Ctrl-C ends the
+# run at once, without a traceback.
+signal.signal(signal.SIGINT, lambda signum, frame: sys.exit(130))
 
 # -----------------------------------------------------------------------------
 # I/O
@@ -43,6 +48,7 @@ always_save_checkpoint = True  # save at every evaluation, else only when val lo
 keep_best_checkpoint = False  # also keep best.pt, the checkpoint with the lowest val loss
 keep_checkpoints = ()  # steps whose checkpoint is also kept, as ckpt_<step>.pt
 init_from = "scratch"  # 'scratch' or 'resume' (from out_dir/ckpt.pt, with the run's own settings)
+overwrite = False  # let a fresh run replace the run in out_dir (its checkpoints and metrics.jsonl)
 allow_changes_on_resume = False  # let a resumed run change settings other than I/O and system ones
 seed = 1337
 # data
@@ -105,7 +111,8 @@ compile = torch.cuda.is_available()  # torch.compile the model (on CUDA)
 config_keys = [k for k, v in globals().items()
                if not k.startswith("_") and isinstance(v, (int, float, bool, str, tuple))]
 # A resumed run takes its settings from its checkpoint; these come from this command instead ...
-NOT_RESUMED = {"init_from", "out_dir", "allow_changes_on_resume", "backend", "device", "dtype", "compile"}
+NOT_RESUMED = {"init_from", "out_dir", "overwrite", "allow_changes_on_resume", "backend", "device", "dtype",
+               "compile"}
 # ... and these may differ from the checkpoint's without allow_changes_on_resume.
 CHANGEABLE_ON_RESUME = NOT_RESUMED | {"eval_interval", "eval_iters", "log_interval", "always_save_checkpoint",
                                       "keep_best_checkpoint", "keep_checkpoints", "fp8_head", "data_dir"}
@@ -181,6 +188,21 @@ try:
 except ValueError as e:
     fail(e)
 pick_device(device)  # --device=cuda without CUDA, or a device that is neither: one line
+
+# -- out_dir: a fresh run never replaces another by accident, and a finished run does not run again
+if init_from == "scratch" and not overwrite and os.path.isdir(out_dir):
+    old_checkpoints = [name for name in sorted(os.listdir(out_dir)) if is_checkpoint_name(name)]
+    if old_checkpoints:
+        how = (f"resume it with `python train.py --init_from=resume --out_dir={out_dir}`, "
+               if "ckpt.pt" in old_checkpoints else "")
+        fail(f"{out_dir} already holds a run ({', '.join(old_checkpoints)}): {how}pick another --out_dir, or "
+             "replace it with --overwrite=True")
+if checkpoint is not None and checkpoint["iter_num"] >= max_iters:
+    if checkpoint["iter_num"] > max_iters:
+        fail(f"{ckpt_path} is at step {checkpoint['iter_num']}, past max_iters={max_iters}")
+    if int(os.environ.get("RANK", 0)) == 0:
+        print(f"{ckpt_path} is at step {max_iters} of {max_iters}: the run is finished, nothing to do")
+    sys.exit(0)
 # From here on data_dir is this dataset's folder; the setting, as given, stays in `config`.
 data_dir = os.path.join(data_root(data_dir), dataset)
 for split in ("train", "val"):
@@ -239,6 +261,7 @@ def global_batch():
 
 # -- model, optimizer, sparsity
 iter_num, best_val_loss, flops, flops_dense = 0, float("inf"), 0.0, 0.0
+changed_on_resume = {}  # setting: [the checkpoint's value, this run's]
 model = raw_model = GPT(model_config).to(device)  # model becomes the compiled/DDP wrapper below
 decay = [p for p in model.parameters() if p.dim() >= 2]  # matrices and embeddings decay
 no_decay = [p for p in model.parameters() if p.dim() < 2]  # biases and norm gains do not
@@ -283,6 +306,10 @@ if checkpoint is not None:
     torch.set_rng_state(checkpoint["torch_rng"])
     iter_num, best_val_loss = checkpoint["iter_num"], checkpoint["best_val_loss"]
     flops, flops_dense = checkpoint["flops"], checkpoint["flops_dense"]
+    # allow_changes_on_resume: the run goes on under the new settings from this step, where the
+    # schedule may stand elsewhere (phase boundaries are fractions of max_iters); say so
+    changed_on_resume = {k: [checkpoint["config"][k], v] for k, v in config.items() if k not in CHANGEABLE_ON_RESUME
+                         and k in checkpoint["config"] and checkpoint["config"][k] != v}
     checkpoint = None
 schedule = schedule if sparsity is not None else None  # from here on, None means a dense run
 
@@ -292,9 +319,16 @@ if ddp:
     model = DDP(model, device_ids=[local_rank] if device_type == "cuda" else None)
 if master:  # the inputs are known to be good: only now does the run write anything
     os.makedirs(out_dir, exist_ok=True)
-    print(f"tokens per iteration: {tokens_per_iter:,} ({world_size} process(es) x {micro_steps} micro-steps "
-          f"x {batch_size} x {block_size}); model: {raw_model.num_params() / 1e6:.2f}M parameters "
-          f"(without position embeddings)")
+    if init_from == "scratch" and overwrite:  # the old run goes as a whole, so the files describe one run
+        for name in os.listdir(out_dir):
+            if is_checkpoint_name(name) or name == "metrics.jsonl":
+                os.remove(os.path.join(out_dir, name))
+    print(f"model: {raw_model.num_params() / 1e6:.2f}M parameters (without position embeddings)")
+    print(f"tokens per step: {tokens_per_iter:,} ({world_size} process(es) x {micro_steps} micro-steps x "
+          f"{batch_size} sequences x {block_size} tokens)")
+    if changed_on_resume:
+        print(f"resuming at step {iter_num}, in the {schedule.phase(iter_num) if schedule else 'dense'} phase, with "
+              + ", ".join(f"{k}={new!r} (was {old!r})" for k, (old, new) in changed_on_resume.items()))
     if sparsity is not None:
         plan = planned_flops(schedule)
         print(f"planned training FLOPs: {plan:.4g} = {plan / dense_run_flops:.3f}x the dense model's, at peak "
@@ -348,6 +382,27 @@ def log_metrics(record):
         f.write(json.dumps(record) + "\n")
 
 
+def start_metrics(header):
+    """Begin this run's part of metrics.jsonl. The file holds each step of a run once: a fresh run
+    starts it anew, and a resumed one keeps only the records of the steps before its checkpoint's (a
+    killed run logs past its last save) with the headers written before them, then writes the
+    rest again, after its own header."""
+    path, kept = os.path.join(out_dir, "metrics.jsonl"), []
+    if iter_num > 0 and os.path.exists(path):
+        with open(path) as f:
+            for line in f:
+                try:
+                    record = json.loads(line)
+                except json.JSONDecodeError:  # a last line cut short by a kill
+                    continue
+                if record.get("step", record.get("resumed_at", 0)) < iter_num:
+                    kept.append(line.rstrip("\n") + "\n")
+    with open(path + ".tmp", "w") as f:
+        f.writelines(kept)
+        f.write(json.dumps(header) + "\n")
+    os.replace(path + ".tmp", path)
+
+
 def check_masks_agree():
     """Masks must be identical on every rank; a checksum all-reduce makes sure of it."""
     fingerprint = sparsity.mask_fingerprint()
@@ -363,19 +418,60 @@ def clock(seconds):
     return f"{m // 60}:{m % 60:02d}:{s:02d}" if m >= 60 else f"{m}:{s:02d}"
 
 
-def rate(tokens_per_s):
-    return f"{tokens_per_s / 1e6:.2f}M" if tokens_per_s >= 1e6 else f"{tokens_per_s / 1e3:.1f}k"
+# -- stopping on a signal: Ctrl-C (SIGINT), a preemption (SIGTERM) or a request to stop (SIGUSR1, as
+# from SLURM's --signal) lets the current step finish, saves ckpt.pt and exits with 128 + the
+# signal's number: 130, 143, 138. A second Ctrl-C exits at once; saves are renames, so the last
+# checkpoint is whole either way.
+stop_signal = 0  # the first signal received; 0 while none
+
+
+def on_stop_signal(signum, frame):
+    global stop_signal
+    if signum == signal.SIGINT and stop_signal == signal.SIGINT:
+        # os.write, not print: the signal may have landed in the middle of a print
+        os.write(2, f"interrupted again: stopped at once; the last checkpoint in {out_dir} is intact\n".encode())
+        if ddp:
+            os._exit(130)  # skips the interpreter shutdown that gloo's threads can abort (see the end)
+        sys.exit(130)
+    if master and not stop_signal:
+        os.write(2, f"{signal.Signals(signum).name}: stopping after this step to save a checkpoint "
+                    "(Ctrl-C again stops at once)\n".encode())
+    stop_signal = stop_signal or signum
+
+
+for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGUSR1):
+    signal.signal(signum, on_stop_signal)
+# A signal may reach one rank only, but all must stop after the same step: each step they agree on
+# the largest stop_signal. On GPUs over a gloo group of its own, on the CPU, which never waits for
+# the GPU's queue.
+stop_group = dist.new_group(backend="gloo") if ddp and device_type == "cuda" else None
+
+
+def agreed_stop_signal():
+    if not ddp:
+        return stop_signal
+    flag = torch.tensor([stop_signal])
+    dist.all_reduce(flag, op=dist.ReduceOp.MAX, group=stop_group)
+    return flag.item()
 
 
 # -- training loop
 if master:
-    log_metrics({"run": config, "params": sum(p.numel() for p in raw_model.parameters()),
-                 "tokens_per_iter": tokens_per_iter, "resumed_at": iter_num,
-                 "train_tokens": os.path.getsize(os.path.join(data_dir, "train.bin")) // 2})
+    start_metrics({"run": config, "params": sum(p.numel() for p in raw_model.parameters()),
+                   "tokens_per_iter": tokens_per_iter, "resumed_at": iter_num, "changed": changed_on_resume,
+                   "train_tokens": os.path.getsize(os.path.join(data_dir, "train.bin")) // 2})
 data_state = data_generator.get_state()  # before the batches of step iter_num: what a resume needs
 batches = global_batch()
 t_start = t0 = time.time()
 first_step, last_logged = iter_num, iter_num - 1
+stopped_by = 0  # the signal that stopped the run
+# The ETA: the steps left at the rate measured since the clock started, plus the evaluations left at
+# the last one's duration. The clock starts a few steps in: the first ones are slow (compilation,
+# allocations) and made the estimate several times too long.
+ETA_AFTER_STEPS = 5
+eta_clock = None  # (time, step, eval_seconds) when the clock started
+eval_seconds, last_eval_seconds = 0.0, None  # time in evaluations and their saves: all, and the last one's
+last_eval_on_clock = False  # whether the last evaluation ran after the clock started
 while True:
     phase = schedule.phase(iter_num) if schedule is not None else "dense"
     attn_mode, attn_window_now, attention, attention_density = training_attention(raw_model, schedule, iter_num,
@@ -386,7 +482,8 @@ while True:
     for group in optimizer.param_groups:
         group["lr"] = lr
 
-    if iter_num % eval_interval == 0 or iter_num == max_iters:
+    t_eval, evaluate = time.time(), iter_num % eval_interval == 0 or iter_num == max_iters
+    if evaluate:
         losses = {}
         for split in ("train", "val"):
             losses[split] = estimate_loss(model, os.path.join(data_dir, f"{split}.bin"), block_size, batch_size,
@@ -396,8 +493,10 @@ while True:
                 fail(f"{split} loss is {losses[split]} at step {iter_num}; the last checkpoint in {out_dir} is "
                      "untouched")
         if master:
-            print(f"step {iter_num}/{max_iters}: train loss {losses['train']:.4f}, val loss {losses['val']:.4f} "
-                  f"({attn_label} attention)")
+            cost = f", FLOPs {flops / flops_dense:.3f}x" if schedule is not None and flops_dense else ""
+            attn_note = f" ({attn_label} attention)" if schedule is not None else ""
+            print(f"step {iter_num}/{max_iters}: train loss {losses['train']:.4f}, val loss {losses['val']:.4f}"
+                  f"{attn_note}{cost}")
             log_metrics({"step": iter_num, "train_loss": losses["train"], "val_loss": losses["val"], "phase": phase,
                          "attn_mode": attn_mode, "attn_window": attn_window_now, "flops": flops,
                          "flops_dense": flops_dense})
@@ -409,6 +508,11 @@ while True:
                 save("best.pt")
     if master and iter_num in keep_checkpoints:
         save(f"ckpt_{iter_num}.pt", ", kept")
+    if evaluate or iter_num in keep_checkpoints:
+        spent = time.time() - t_eval
+        eval_seconds += spent
+        if evaluate:
+            last_eval_seconds, last_eval_on_clock = spent, eta_clock is not None
     if iter_num == max_iters:
         break
 
@@ -445,23 +549,49 @@ while True:
         t1 = time.time()
         dt = (t1 - t0) / (iter_num - last_logged)  # includes any evaluation in between
         t0, last_logged = t1, iter_num
+        eta = None
+        if eta_clock is None and iter_num >= first_step + ETA_AFTER_STEPS:
+            eta_clock = (t1, iter_num, eval_seconds)
+        elif eta_clock is not None:
+            step_seconds = (t1 - eta_clock[0] - (eval_seconds - eta_clock[2])) / (iter_num - eta_clock[1])
+            evals_left = max_iters // eval_interval - iter_num // eval_interval + (max_iters % eval_interval > 0)
+            eval_each = last_eval_seconds
+            if not last_eval_on_clock:  # it may have compiled: no longer than its forward passes at the step rate
+                forward_passes = step_seconds / micro_steps / 3 * 2 * math.ceil(eval_iters / world_size)
+                eval_each = min(eval_each, forward_passes) if eval_each is not None else forward_passes
+            eta = step_seconds * (max_iters - 1 - iter_num) + eval_each * evals_left
         if master:
             density = sparsity.density() if sparsity is not None else 1.0
             target = schedule.target_sparsity(iter_num) if schedule is not None else 0.0
             mfu = this_step_dense / dt / (gpu_peak * world_size) if gpu_peak else None  # per GPU
-            eta = (t1 - t_start) / (iter_num + 1 - first_step) * (max_iters - iter_num - 1)
-            print(f"iter {iter_num}/{max_iters}: loss {last_loss:.4f}, lr {lr:.1e}, {phase}, sparsity "
-                  f"{1 - density:.3f} ({target:.3f}), attn {attn_label}, {dt * 1000:.0f} ms, "
-                  f"{rate(tokens_per_iter / dt)} tok/s, mfu {'-' if mfu is None else f'{mfu:.1%}'}, "
-                  f"FLOPs {flops / flops_dense:.3f}x, {clock(t1 - t_start)} (eta {clock(eta)})")
+            # Only what applies, so that the line fits 100 characters: no sparsity, attention or
+            # FLOPs on a dense run (the evaluation lines carry the FLOPs), no MFU on the CPU.
+            fields = [f"iter {iter_num}/{max_iters}: loss {last_loss:.4f}", f"lr {lr:.1e}"]
+            if schedule is not None:
+                fields.append(f"{phase} {1 - density:.3f} ({target:.3f})")
+            if attn_mode != "dense":
+                fields.append("hsa" if attn_window_now == attn_window else f"hsa/{attn_window_now}")
+            fields.append(f"{dt * 1000:.0f} ms")
+            if mfu is not None:
+                fields.append(f"mfu {mfu:.1%}")
+            if eta is not None:
+                fields.append(f"eta {clock(eta)}")
+            print(", ".join(fields))
             log_metrics({"step": iter_num, "loss": last_loss, "lr": lr, "phase": phase, "target_sparsity": target,
                          "sparsity": 1 - density, "attn_mode": attn_mode, "attn_window": attn_window_now,
                          "ms_per_step": dt * 1000, "tokens_per_s": tokens_per_iter / dt, "mfu": mfu,
                          "flops": flops, "flops_dense": flops_dense, "flops_ratio": flops / flops_dense,
-                         "topology_changes": topology_changes})
+                         "topology_changes": topology_changes, "elapsed_s": t1 - t_start, "eta_s": eta})
     iter_num += 1
+    stopped_by = agreed_stop_signal() if iter_num < max_iters else 0  # in the last step: the run finishes
+    if stopped_by:
+        break
 
-if master:
+if master and stopped_by:
+    save("ckpt.pt", f", stopped by {signal.Signals(stopped_by).name}")
+    launcher = "torchrun ... train.py" if ddp else "python train.py"
+    print(f"go on with: {launcher} --init_from=resume --out_dir={out_dir}")
+elif master:
     ratio = f" = {flops / flops_dense:.3f}x the dense model's" if sparsity is not None else ""
     print(f"done: val loss {losses['val']:.4f} after {iter_num} steps in {clock(time.time() - t_start)}; "
           f"training FLOPs {flops:.3e}{ratio}")
@@ -478,4 +608,6 @@ if ddp:
     # without that shutdown.
     sys.stdout.flush()
     sys.stderr.flush()
-    os._exit(0)
+    os._exit(128 + stopped_by if stopped_by else 0)
+if stopped_by:
+    sys.exit(128 + stopped_by)

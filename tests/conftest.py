@@ -4,6 +4,7 @@ with sparse attention, a dense run, and an MST run whose attention window grows 
 
 import json
 import os
+import signal
 import subprocess
 import sys
 
@@ -103,3 +104,13 @@ def one_line_error(capsys):
         assert len(err.strip().splitlines()) == 1 and err.startswith("error: "), err
         return err
     return check
+
+
+@pytest.fixture(autouse=True)
+def restore_signal_handlers():
+    """train.py run in this process installs its stop handlers: they must not outlive the test."""
+    signals = (signal.SIGINT, signal.SIGTERM, signal.SIGUSR1)
+    handlers = [signal.getsignal(s) for s in signals]
+    yield
+    for s, handler in zip(signals, handlers):
+        signal.signal(s, handler)

@@ -1,6 +1,7 @@
 """train.py end to end on the CPU: the three phases, exact resume, safe checkpoints, bad input,
 non-finite losses, and DDP through torchrun with gloo."""
 
+import errno
 import json
 import math
 import os
@@ -151,7 +152,7 @@ def test_resume_is_bit_exact(workdir, monkeypatch):
     assert ca["flops"] == cb["flops"]
 
 
-def test_failed_save_leaves_previous_checkpoint(workdir, monkeypatch):
+def test_failed_save_leaves_previous_checkpoint(workdir, monkeypatch, capsys):
     out = workdir / "out"
     run_in_process(monkeypatch, workdir, args_for(out), stop_at_optimizer_step=10)
     before = torch.load(out / "ckpt.pt", weights_only=True)
@@ -159,13 +160,17 @@ def test_failed_save_leaves_previous_checkpoint(workdir, monkeypatch):
 
     def broken_save(obj, f, *a, **kw):
         saves[0] += 1
-        if saves[0] >= 2:  # the save at step 18: write half a file, then the machine "dies"
+        if saves[0] >= 2:  # the save at step 18: write half a file, then the disk is full
             f.write(b"PK\x03\x04 half a checkpoint")
-            raise OSError("disk full")
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
         return real_save(obj, f, *a, **kw)
     monkeypatch.setattr(torch, "save", broken_save)
-    with pytest.raises(OSError):
+    with pytest.raises(SystemExit) as exit_info:
         run_in_process(monkeypatch, workdir, args_for(out, init_from="resume"))
+    assert exit_info.value.code == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert lines == [f"error: cannot save {out}/ckpt.pt: No space left on device; the previous checkpoint "
+                     f"{out}/ckpt.pt is intact"]
     after = torch.load(out / "ckpt.pt", weights_only=True)
     assert after["iter_num"] == before["iter_num"] == 9
     assert all(torch.equal(after["model"][k], before["model"][k]) for k in before["model"])
@@ -249,7 +254,7 @@ def test_resume_with_another_shape_or_schedule_is_refused(workdir, monkeypatch):
                                       "--allow_changes_on_resume=True"])
     assert result.returncode == 0, result.stderr
     assert torch.load(out / "ckpt.pt", weights_only=True)["iter_num"] == 20
-    result = run_subprocess(workdir, ["--init_from=resume", f"--out_dir={out}", "--n_embd=64",
+    result = run_subprocess(workdir, ["--init_from=resume", f"--out_dir={out}", "--n_embd=64", "--max_iters=22",
                                       "--allow_changes_on_resume=True"])
     assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1, result.stderr
     assert "cannot resume from" in result.stderr
@@ -318,7 +323,8 @@ def test_log_lines_progress_checkpoints_and_what_next(workdir):
     lines = result.stdout.strip().splitlines()
     assert max(len(line) for line in lines) <= 150, max(lines, key=len)
     iters = [line for line in lines if line.startswith("iter ")]
-    assert iters[0].startswith("iter 0/18: ") and iters[-1].startswith("iter 17/18: ") and "(eta 0:00)" in iters[-1]
+    assert iters[0].startswith("iter 0/18: ") and iters[-1].startswith("iter 17/18: ")
+    assert iters[-1].endswith(", eta 0:00")
     assert "saved out/ckpt.pt (step 9)" in lines and "saved out/ckpt_5.pt (step 5, kept)" in lines
     assert torch.load(workdir / "out" / "ckpt_5.pt", weights_only=True)["iter_num"] == 5
     done = lines.index(next(line for line in lines if line.startswith("done: ")))
@@ -378,12 +384,12 @@ def test_flops_budget_solves_the_peak_sparsity_and_the_plan_is_what_the_run_coun
     assert result.returncode == 0 and read_metrics(workdir / "abs")[0]["run"]["peak_sparsity"] == pytest.approx(peak)
 
 
-def assert_same_run(one, many, steps=18):
+def assert_same_run(one, many, steps=18, rel=2e-5):
     """The runs in out_dirs `one` and `many` logged the same losses and ended with the same masks."""
     a, b = train_losses(read_metrics(one)), train_losses(read_metrics(many))
     assert sorted(a) == sorted(b) == list(range(steps))
     for step in a:
-        assert b[step] == pytest.approx(a[step], rel=2e-5), step
+        assert b[step] == pytest.approx(a[step], rel=rel), step
     ca = torch.load(os.path.join(one, "ckpt.pt"), weights_only=True)
     cb = torch.load(os.path.join(many, "ckpt.pt"), weights_only=True)
     for k in ca["sparsity"]["masks"]:
@@ -400,4 +406,6 @@ def test_ddp_two_processes_match_one_and_keep_masks_identical(workdir, fp8_head)
     two = run_subprocess(workdir, args_for(workdir / "two", **common), nproc=2)
     assert one.returncode == 0, one.stderr
     assert two.returncode == 0, two.stderr  # train.py checks mask checksums across ranks at every update
-    assert_same_run(workdir / "one", workdir / "two")
+    # Gradients summed in another order move an FP8 value across a rounding step now and then: on some
+    # CPUs the FP8 runs part by 3e-5 within 18 steps, where bf16/fp32 ones stay below 2e-5.
+    assert_same_run(workdir / "one", workdir / "two", rel=1e-4 if fp8_head else 2e-5)
