@@ -310,8 +310,9 @@ def isoflop(args):
                 linewidth=1.6, label=f"{name} (line: mean over seeds)")
         for (width, peak), runs in points.items():
             ax.scatter([peak] * len(runs), [s["val_loss"] for _, s in runs], color=color, s=14, alpha=0.6)
-            ax.annotate(f"{width} wide" + (" (dense)" if peak == 0 else ""), (peak, max(s["val_loss"] for _, s in runs)),
-                        textcoords="offset points", xytext=(4, 7), fontsize=8, color=color)
+            top = max(s["val_loss"] for _, s in runs)
+            ax.annotate(f"{width} wide" + (" (dense)" if peak == 0 else ""), (peak, top), textcoords="offset points",
+                        xytext=(4, 7), fontsize=8, color=color)
     finish(fig, ax, os.path.join(args.out, "isoflop.png"), "peak sparsity of the weights (0: a dense model)",
            "final validation loss (cross-entropy, nats/token)",
            "equal counted training FLOPs: wider models, sparser" + (f"\n{args.title}" if args.title else ""),

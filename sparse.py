@@ -15,13 +15,10 @@ fractions of the run, so a config works for any max_iters:
   ultra        [sparsify_end, ultra_end)         peak_sparsity held
   restoration  [ultra_end, restore_end)          peak_sparsity -> final_sparsity (cubic ramp)
   final        [restore_end, 1]                  final_sparsity held (dense by default)
-Every `update_interval` steps the topology is updated: each layer prunes and grows so that
-its live count lands exactly on its Erdős–Rényi share of the current target. Grown weights
-start at exactly 0, and so do their Adam moments. The update reads the dense gradient, which
-exists before optimizer_step masks it, so growing costs no extra pass.
-
-The schedule also says which attention each step uses: Hybrid Sparse Attention (HSA) in the
-phases of `hsa_phases`, dense attention elsewhere.
+Every `update_interval` steps each layer prunes and grows so that its live count lands exactly on
+its Erdős–Rényi share of the target. Grown weights and their Adam moments start at exactly 0. The
+update reads the dense gradient before optimizer_step masks it: growing costs no extra pass. The
+schedule also says where attention is sparse (HSA): in the phases of `hsa_phases`.
 """
 
 import math
@@ -126,12 +123,9 @@ class SparsitySchedule:
 
 
 def spread_density(shapes, density, distribution="erdos_renyi", counts=None):
-    """Per-layer densities whose parameter-weighted mean is `density`.
-
-    'erdos_renyi': density_l = eps * (n_in + n_out) / (n_in * n_out). A layer whose density would
-    exceed 1 is made dense and eps is solved again over the rest. 'uniform': every layer alike.
-    `counts[i]` layers share shapes[i] (default: one each).
-    """
+    """Per-layer densities whose parameter-weighted mean is `density`. 'erdos_renyi': density_l = eps *
+    (n_in + n_out) / (n_in * n_out); a layer that would exceed 1 is made dense and eps solved again over
+    the rest. 'uniform': every layer alike. `counts[i]` layers share shapes[i] (default: one each)."""
     if distribution == "uniform":
         return [density] * len(shapes)
     if distribution != "erdos_renyi":
@@ -159,8 +153,7 @@ def sparse_parameters(model, include_embedding=False):
 
 
 class MaskGroup:
-    """Weights of one shape. They share a density, so their masks are stacked into one tensor
-    and each update does one batched topk per group instead of one per layer."""
+    """Weights of one shape share a density: their masks stack into one tensor, one topk per update."""
 
     def __init__(self, names, params):
         self.names, self.params = names, params
@@ -170,11 +163,8 @@ class MaskGroup:
 
 
 class MixedSparsity:
-    """Owns the masks of a model and applies the MST schedule to them.
-
-    embedding_max_sparsity: 0 leaves the tied embedding / lm_head dense (unmasked); above 0 it is
-    masked too, with its Erdős–Rényi share of the target but never sparser than this cap.
-    """
+    """Owns the masks of a model and applies the MST schedule to them. embedding_max_sparsity: 0 leaves
+    the tied embedding / lm_head dense; above 0 it takes its ER share, but never sparser than this."""
 
     def __init__(self, model, schedule, distribution="erdos_renyi", grow_mode="mixed",
                  grow_gradient_share=0.75, embedding_max_sparsity=0.0, seed=0):
@@ -238,12 +228,9 @@ class MixedSparsity:
     # -- every update_interval steps -----------------------------------------------------
     @torch.no_grad()
     def prune_and_regrow(self, step, optimizer=None):
-        """Move every layer's live count to its target for `step`, swapping a drop fraction.
-
-        Reads the dense gradient in p.grad (call it after backward, before masking gradients).
-        Zeroes the weights and Adam moments at every pruned and grown position. Returns how many
-        positions changed, over all layers.
-        """
+        """Move every layer's live count to its target for `step`, swapping a drop fraction. Reads the
+        dense gradient in p.grad (after backward, before masking); zeroes the weights and Adam moments
+        at every pruned and grown position. Returns how many positions changed, over all layers."""
         drop_fraction = self.schedule.current_drop_fraction(step)
         changed = 0
         for g, n_target in zip(self.groups, self.target_counts(self.schedule.update_target(step))):
@@ -283,8 +270,7 @@ class MixedSparsity:
         return changed
 
     def mask_fingerprint(self):
-        """A float64 checksum of every mask's positions: equal across ranks iff masks agree
-        (up to a vanishing chance of collision); all-reduce min and max to check."""
+        """A float64 checksum of the masks: equal across ranks iff they agree (all-reduce min and max)."""
         total = torch.zeros((), dtype=torch.float64, device=self.groups[0].mask.device)
         for g in self.groups:
             weights = (torch.arange(g.mask.numel(), device=g.mask.device) % 65521 + 1).to(torch.float64)
@@ -332,10 +318,9 @@ def apply_masks(model, masks):
 # it assumes kernels that skip zeros. Layer norms, softmax and the embedding lookup are left out.
 
 def linear_training_flops(numel, density=1.0, dense_weight_gradient=False):
-    """A Linear with N weights at density d: 2Nd forward, 2Nd for the input gradient, and 2Nd for
-    the weight gradient, or 2N on a step that reads the dense gradient. train.py counts that on every
-    topology update unless growing is only random, also on updates that only prune: a slight
-    over-count, never an under-count."""
+    """A Linear with N weights at density d: 2Nd forward, 2Nd for the input gradient, and 2Nd for the
+    weight gradient, or 2N on a step that reads the dense gradient (every topology update unless
+    growing is only random, also those that only prune: a slight over-count, never an under-count)."""
     return 4 * numel * density + 2 * numel * (1.0 if dense_weight_gradient else density)
 
 
@@ -356,10 +341,8 @@ def training_flops_per_token(model, seq_len, densities=None, attention_density=1
 
 
 def planned_flops_per_token(schedule, sparsity, model, seq_len, attention_density_at, dense_weight_gradient=True):
-    """A run's counted training FLOPs per token, summed over its steps, before it runs: every update
-    lands each layer on its target count, so every step's densities are known in advance.
-    attention_density_at(step): the kept share of causal pairs; dense_weight_gradient: whether update
-    steps read the dense gradient (train.py: unless growing is only random)."""
+    """A run's counted FLOPs per token summed over its steps, known before it runs, since every update
+    lands each layer on its target. attention_density_at(step): the kept share of causal pairs."""
     counts, per_step, total = sparsity.target_counts(schedule.target_sparsity(0)), {}, 0.0
     for step in range(schedule.max_iters):
         update = schedule.is_update_step(step)
@@ -374,8 +357,7 @@ def planned_flops_per_token(schedule, sparsity, model, seq_len, attention_densit
 
 
 def peak_sparsity_for(flops_at_peak, budget):
-    """The peak_sparsity in [0, 0.999] whose run costs `budget`, where flops_at_peak(peak) is the run's
-    count (it falls as the peak rises). Bisection; a budget out of reach is a ValueError."""
+    """The peak in [0, 0.999] at which flops_at_peak(peak), falling as the peak rises, meets `budget`."""
     low, high = 0.0, 0.999
     if not flops_at_peak(high) <= budget <= flops_at_peak(low):
         raise ValueError(f"{budget:.4g} FLOPs are out of reach: the run counts {flops_at_peak(high):.4g} at peak "

@@ -74,7 +74,7 @@ beta2 = 0.95
 grad_clip = 1.0  # 0 disables clipping
 lr_schedule = "wsd"  # 'wsd': held until lr_decay_start, then a cosine to min_lr; 'cosine' (nanoGPT's); 'constant'
 warmup_iters = 2000
-lr_decay_start = 0.9  # wsd: fraction of max_iters; MST sets it to ultra_end, so the anneal falls on the regrowing model
+lr_decay_start = 0.9  # wsd: a fraction of max_iters; = ultra_end, so the anneal falls on the regrowing model
 lr_decay_iters = 0  # 0: max_iters; min_lr from here on
 min_lr = 6e-5
 # Mixed Sparsity Training; phase boundaries are fractions of max_iters (sparse.py)
@@ -182,9 +182,10 @@ try:
         raise ValueError(f"lr_schedule={lr_schedule!r} must be 'wsd', 'cosine' or 'constant'")
     decay_start = warmup_iters if lr_schedule == "cosine" else max(warmup_iters, round(lr_decay_start * max_iters))
     lr_decay_end = lr_decay_iters or max_iters
-    if lr_schedule == "wsd" and lr_decay_end <= decay_start:
-        raise ValueError(f"the rate would never decay: it is held until step {decay_start} (lr_decay_start), where "
-                         f"the decay should already be over (step {lr_decay_end}, lr_decay_iters)")
+    if lr_schedule == "wsd" and lr_decay_end <= round(lr_decay_start * max_iters):
+        raise ValueError(f"the rate would never decay: it is held until step {round(lr_decay_start * max_iters)} "
+                         f"(lr_decay_start), where the decay should already be over (step {lr_decay_end}, "
+                         "lr_decay_iters)")
 except ValueError as e:
     fail(e)
 pick_device(device)  # --device=cuda without CUDA, or a device that is neither: one line

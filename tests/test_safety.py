@@ -148,7 +148,7 @@ def test_under_ddp_a_signal_to_one_rank_stops_all_at_the_same_step(workdir):
     """Two gloo processes; only rank 1 is told to stop. Rank 0 saves once, both leave, and the run
     resumes to the very losses and weights of one that was never stopped."""
     common = dict(gradient_accumulation_steps=2, max_iters=40, eval_interval=20, update_interval=2)
-    env = dict(os.environ, OMP_NUM_THREADS="1")
+    env = dict(os.environ, OMP_NUM_THREADS="1", MST_DATA_DIR=str(workdir / "data"))
     launch = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", TRAIN]
     stopped_dir, straight_dir = workdir / "stopped", workdir / "straight"
     stopped, straight = (subprocess.Popen(launch + args_for(out, **common), cwd=workdir, env=env, text=True,
