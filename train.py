@@ -7,8 +7,8 @@ Pretrain GPT-2 with Mixed Sparsity Training. One GPU, the CPU, or many GPUs thro
     python train.py --init_from=resume --out_dir=out/mst_tiny                # goes on with the run's own settings
     python train.py --help                                                   # every setting, its default and meaning
 
-The defaults below are GPT-2 124M on OpenWebText with the MST settings that did best in our
-comparisons (README, "Does MST deliver?"). Config files and --key=value overrides change them;
+The defaults below are GPT-2 124M on OpenWebText with MST; README, "Does MST deliver?", says what
+the docmix study found them worth. Config files and --key=value overrides change them;
 configurator.py rejects unknown keys and wrong types.
 """
 
