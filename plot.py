@@ -4,7 +4,7 @@ Plots the metrics.jsonl files that train.py writes, and prints a summary table a
     python plot.py curves RUN... --out DIR [--title T]
     python plot.py frontier --family NAME RUN [RUN...] [--family NAME RUN...]... --out DIR [--title T] [--reference RUN]
     python plot.py isoflop --budget NAME RUN [RUN...] [--budget NAME RUN...]... --out DIR [--title T]
-    python plot.py regime --pair LABEL MST_RUN DENSE_RUN [--pair ...] --out DIR [--title T]
+    python plot.py regime --pair SERIES MST_RUN DENSE_RUN [--pair ...] --out DIR [--title T]
 
 A RUN is a metrics.jsonl file or the out_dir that holds one; LABEL=PATH names it (by default the out_dir's
 name, or the file's stem). FLOPs are each run's own count of its training FLOPs ("flops").
@@ -22,9 +22,11 @@ isoflop: runs of about equal counted FLOPs, dense models and MST on wider ones, 
 the peak sparsity in each run's header record (0 for a dense run), one line a budget through the mean of the
 runs that share a width and peak (seeds), with every run as a dot. Writes isoflop.png.
 
-regime: whether MST pays off depends on how long the model trains for its size. For each pair, MST's
-final val loss minus the dense run's (below 0: MST is better) against the tokens per parameter of the MST
-run, from the header record that train.py writes at the start of each run. Writes regime.png.
+regime: whether MST pays off depends on how long the model trains for its size. For each pair of equal
+counted FLOPs, MST's final val loss minus the dense run's (below 0: MST is better) against the tokens the
+dense run trained on per non-embedding parameter, from the header records that train.py writes at the start
+of each run; pairs of one series (say, one model family at several lengths) share a line. The table gives
+tokens per parameter both ways, and epochs. Writes regime.png.
 """
 
 import argparse
@@ -265,9 +267,9 @@ def frontier(args):
         ys = [s["val_loss"] for _, s in points]
         ax.plot(xs, ys, color=plt.cm.tab10(i % 10), marker=MARKERS[i % len(MARKERS)], markersize=7, linewidth=1.6,
                 label=name)
-        for (run, _), x, y in zip(points, xs, ys):
-            ax.annotate(run["label"], (x, y), textcoords="offset points", xytext=(6, 6), fontsize=8,
-                        color=plt.cm.tab10(i % 10))
+        for (run, _), x, y in zip(points, xs, ys):  # every other family labelled below, as families meet
+            ax.annotate(run["label"], (x, y), textcoords="offset points", xytext=(6, 6 if i % 2 == 0 else -13),
+                        fontsize=8, color=plt.cm.tab10(i % 10))
     ax.axvline(reference_flops / 1e15, color="0.3", linestyle=":", linewidth=1,
                label=f"1.0x FLOPs: {reference['label']}")
     log_x(ax)
@@ -329,36 +331,54 @@ def isoflop(args):
 # regime
 
 
+def non_embedding_params(run):
+    """Parameters less the token and position embeddings (the tied head is the token embedding), as
+    Kaplan et al. count them: the part of the model whose size sets its FLOPs per token at long range."""
+    settings = run["header"]["run"]
+    missing = [k for k in ("n_embd", "vocab_size", "block_size") if k not in settings]
+    if missing:
+        fail(f"{run['path']}'s header lacks {', '.join(missing)}, so its embedding size is unknown")
+    return run["header"]["params"] - settings["n_embd"] * (settings["vocab_size"] + settings["block_size"])
+
+
 def regime(args):
-    pairs = []  # (label, tokens per parameter, epochs, MST stats, dense stats)
-    for label, mst_arg, dense_arg in args.pair:
+    pairs = []  # (series, tokens per dense parameter, per dense non-embedding parameter, epochs, MST, dense)
+    for series, mst_arg, dense_arg in args.pair:
         mst, dense = load_run(mst_arg), load_run(dense_arg)
-        if mst["header"] is None:
-            fail(f"{mst['path']} has no header record (the \"run\" line train.py writes first), so its parameter "
-                 "and token counts are unknown")
+        for run in (mst, dense):
+            if run["header"] is None:
+                fail(f"{run['path']} has no header record (the \"run\" line train.py writes first), so its "
+                     "parameter and token counts are unknown")
         s, d = trained(mst), trained(dense)
-        tokens = s["steps"] * mst["header"]["tokens_per_iter"]
-        pairs.append((label, tokens / mst["header"]["params"], tokens / mst["header"]["train_tokens"], s, d))
+        tokens = d["steps"] * dense["header"]["tokens_per_iter"]
+        pairs.append((series, tokens / dense["header"]["params"], tokens / non_embedding_params(dense),
+                      tokens / dense["header"]["train_tokens"], s, d))
     os.makedirs(args.out, exist_ok=True)
 
     fig, ax = plt.subplots(figsize=(9, 5.5))
     ax.axhline(0, color="0.3", linewidth=1)
-    for i, (label, per_param, _, s, d) in enumerate(pairs):
-        difference = s["val_loss"] - d["val_loss"]
-        ax.plot([per_param], [difference], color=plt.cm.tab10(i % 10), marker=MARKERS[i % len(MARKERS)],
-                markersize=8, linestyle="none", label=f"{label}: {difference:+.3f} at {per_param:.3g} tokens/param")
-        ax.annotate(label, (per_param, difference), textcoords="offset points", xytext=(6, 6), fontsize=8)
+    for i, series in enumerate(dict.fromkeys(p[0] for p in pairs)):  # one line a series, in the order given
+        points = sorted((per_non_embedding, s["val_loss"] - d["val_loss"], epochs)
+                        for name, _, per_non_embedding, epochs, s, d in pairs if name == series)
+        color = plt.cm.tab10(i % 10)
+        ax.plot([x for x, _, _ in points], [y for _, y, _ in points], color=color, marker=MARKERS[i % len(MARKERS)],
+                markersize=8, linewidth=1.4, label=series)
+        for x, y, epochs in points:
+            ax.annotate(f"{y:+.3f}, {epochs:.2g} ep", (x, y), textcoords="offset points", xytext=(6, 6), fontsize=8,
+                        color=color)
     log_x(ax)
-    finish(fig, ax, os.path.join(args.out, "regime.png"), "training tokens per parameter of the MST run (log scale)",
+    finish(fig, ax, os.path.join(args.out, "regime.png"),
+           "training tokens per non-embedding parameter of the dense model (log scale)",
            "MST minus dense final val loss (below 0: MST better)",
-           "MST's loss against dense, by training length" + (f"\n{args.title}" if args.title else ""),
+           "MST against dense at equal counted FLOPs, by training length" + (f"\n{args.title}" if args.title else ""),
            margins=(0.15, 0.15), legend="best")
 
-    print_table([["pair", "tokens/param", "epochs", "MST val loss", "MST FLOPs", "dense val loss", "dense FLOPs",
-                  "FLOPs MST/dense", "MST - dense"]] +
-                [[label, f"{per_param:.4g}", f"{epochs:.3g}", f"{s['val_loss']:.3f}", f"{s['flops']:.3e}",
-                  f"{d['val_loss']:.3f}", f"{d['flops']:.3e}", f"{ratio(s['flops'], d['flops']):.3f}x",
-                  f"{s['val_loss'] - d['val_loss']:+.3f}"] for label, per_param, epochs, s, d in pairs])
+    print_table([["pair", "tokens/param", "tokens/non-emb param", "epochs", "MST val loss", "MST FLOPs",
+                  "dense val loss", "dense FLOPs", "FLOPs MST/dense", "MST - dense"]] +
+                [[series, f"{per_param:.4g}", f"{per_non_embedding:.4g}", f"{epochs:.3g}", f"{s['val_loss']:.3f}",
+                  f"{s['flops']:.3e}", f"{d['val_loss']:.3f}", f"{d['flops']:.3e}", f"{ratio(s['flops'], d['flops']):.3f}x",
+                  f"{s['val_loss'] - d['val_loss']:+.3f}"]
+                 for series, per_param, per_non_embedding, epochs, s, d in pairs])
     print(f"wrote regime.png to {args.out}")
 
 
@@ -390,9 +410,10 @@ def main(argv=None):
     p.set_defaults(handler=isoflop)
 
     p = commands.add_parser("regime", help="MST minus dense final loss vs tokens per parameter",
-                            usage="plot.py regime --pair LABEL MST_RUN DENSE_RUN [--pair ...] --out DIR [--title T]")
-    p.add_argument("--pair", action="append", nargs=3, required=True, metavar=("LABEL", "MST_RUN", "DENSE_RUN"),
-                   help="a name for the pair, an MST run with its header record, and the dense run to compare")
+                            usage="plot.py regime --pair SERIES MST_RUN DENSE_RUN [--pair ...] --out DIR [--title T]")
+    p.add_argument("--pair", action="append", nargs=3, required=True, metavar=("SERIES", "MST_RUN", "DENSE_RUN"),
+                   help="a series name (pairs of one series share a line), an MST run and the dense run of equal "
+                        "counted FLOPs, both with their header records; the x axis counts the dense run's tokens")
     p.set_defaults(handler=regime)
 
     for p in commands.choices.values():

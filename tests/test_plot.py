@@ -268,42 +268,51 @@ def test_isoflop(tmp_path):
 
 
 def test_regime(tmp_path):
-    pairs = {  # label: (MST run's records, dense run's records)
-        "small, long": (write_run(str(tmp_path / "mst_a.jsonl"), mst=True, params=1000, tokens_per_iter=8192),
-                        write_run(str(tmp_path / "dense_a.jsonl"), mst=False, header=False)),
-        "big, short": (write_run(str(tmp_path / "mst_b.jsonl"), mst=True, max_iters=50, params=2048,
-                                 tokens_per_iter=4096, loss_offset=0.05),
-                       write_run(str(tmp_path / "dense_b.jsonl"), mst=False, max_iters=50)),
-    }
+    gpt = {"vocab_size": 1000, "block_size": 24}  # with n_embd 64: 65,536 embedding parameters
+    pairs = [  # (series, MST run's records, dense run's records)
+        ("small", write_run(str(tmp_path / "mst_a.jsonl"), mst=True, params=99_000, settings=gpt),
+         write_run(str(tmp_path / "dense_a.jsonl"), mst=False, params=81_536, settings=gpt)),
+        ("other", write_run(str(tmp_path / "mst_c.jsonl"), mst=True, params=99_000, settings=gpt, loss_offset=0.05),
+         write_run(str(tmp_path / "dense_c.jsonl"), mst=False, params=81_536, settings=gpt)),
+        ("small", write_run(str(tmp_path / "mst_b.jsonl"), mst=True, max_iters=50, params=99_000, settings=gpt,
+                            tokens_per_iter=4096, loss_offset=0.05),
+         write_run(str(tmp_path / "dense_b.jsonl"), mst=False, max_iters=50, params=81_536, settings=gpt,
+                   tokens_per_iter=4096)),
+    ]
     out = tmp_path / "plots"
-    result = run_plot("regime", "--pair", "small, long", str(tmp_path / "mst_a.jsonl"), str(tmp_path / "dense_a.jsonl"),
-                      "--pair", "big, short", str(tmp_path / "mst_b.jsonl"), str(tmp_path / "dense_b.jsonl"),
+    result = run_plot("regime", *[arg for series, name in zip(("small", "other", "small"), "acb")
+                                  for arg in ("--pair", series, str(tmp_path / f"mst_{name}.jsonl"),
+                                              str(tmp_path / f"dense_{name}.jsonl"))],
                       "--out", str(out), "--title", "synthetic")
     assert result.returncode == 0, result.stderr
     assert_png(out / "regime.png")
 
     header, *rows = table(result.stdout)
-    assert header == ["pair", "tokens/param", "epochs", "MST val loss", "MST FLOPs", "dense val loss", "dense FLOPs",
-                      "FLOPs MST/dense", "MST - dense"]
-    assert [row[0] for row in rows] == list(pairs)
-    for row, (mst, dense) in zip(rows, pairs.values()):
-        head = mst[0]
-        tokens = ([r for r in mst if "loss" in r][-1]["step"] + 1) * head["tokens_per_iter"]  # last step + 1
+    assert header == ["pair", "tokens/param", "tokens/non-emb param", "epochs", "MST val loss", "MST FLOPs",
+                      "dense val loss", "dense FLOPs", "FLOPs MST/dense", "MST - dense"]
+    assert [row[0] for row in rows] == [series for series, _, _ in pairs]
+    for row, (_, mst, dense) in zip(rows, pairs):
         (mst_loss, mst_flops), (dense_loss, dense_flops) = final(mst), final(dense)
-        assert row[1:] == [f"{tokens / head['params']:.4g}", f"{tokens / head['train_tokens']:.3g}",
-                           f"{mst_loss:.3f}", f"{mst_flops:.3e}", f"{dense_loss:.3f}", f"{dense_flops:.3e}",
+        assert row[4:] == [f"{mst_loss:.3f}", f"{mst_flops:.3e}", f"{dense_loss:.3f}", f"{dense_flops:.3e}",
                            f"{mst_flops / dense_flops:.3f}x", f"{mst_loss - dense_loss:+.3f}"]
-    # by hand: 100 steps x 8192 tokens over 1000 parameters; 50 x 4096 over 2048
-    assert [row[1] for row in rows] == ["819.2", "100"] and [row[2] for row in rows] == ["1.64", "0.41"]
-    assert rows[0][-1].startswith("+") and rows[1][-1].startswith("-")  # MST worse, then better
+    # by hand, from the dense run: 100 steps x 8192 tokens over 81,536 parameters, 16,000 of them outside the
+    # embeddings, and a 500,000-token training set; then 50 x 4096
+    assert [row[1:4] for row in rows] == [["10.05", "51.2", "1.64"], ["10.05", "51.2", "1.64"],
+                                          ["2.512", "12.8", "0.41"]]
+    assert [row[-1][0] for row in rows] == ["+", "-", "-"]  # MST's offset 0.43 against dense's 0.12, then 0.05
 
 
-def test_regime_needs_the_mst_runs_header(tmp_path):
-    write_run(str(tmp_path / "mst.jsonl"), mst=True, header=False)
-    write_run(str(tmp_path / "dense.jsonl"), mst=False)
+@pytest.mark.parametrize("broken", ["mst without header", "dense without header", "dense without vocab_size"])
+def test_regime_needs_both_headers(tmp_path, broken):
+    gpt = {"vocab_size": 1000, "block_size": 24}
+    write_run(str(tmp_path / "mst.jsonl"), mst=True, header=broken != "mst without header", settings=gpt)
+    write_run(str(tmp_path / "dense.jsonl"), mst=False, header=broken != "dense without header",
+              settings={} if broken == "dense without vocab_size" else gpt)
     out = tmp_path / "plots"
     result = run_plot("regime", "--pair", "x", str(tmp_path / "mst.jsonl"), str(tmp_path / "dense.jsonl"),
                       "--out", str(out))
     assert_one_line_error(result)
-    assert str(tmp_path / "mst.jsonl") in result.stderr and "header" in result.stderr
+    culprit = "mst.jsonl" if broken.startswith("mst") else "dense.jsonl"
+    assert str(tmp_path / culprit) in result.stderr
+    assert ("vocab_size" if broken.endswith("vocab_size") else "header") in result.stderr
     assert not out.exists()
