@@ -332,8 +332,8 @@ def isoflop(args):
 
 
 def non_embedding_params(run):
-    """Parameters less the token and position embeddings (the tied head is the token embedding), as
-    Kaplan et al. count them: the part of the model whose size sets its FLOPs per token at long range."""
+    """Parameters less the token and position embeddings (the tied head shares the token embedding's), the
+    model size that Kaplan et al. (2020) and Frantar et al. (2023) count tokens per parameter against."""
     settings = run["header"]["run"]
     missing = [k for k in ("n_embd", "vocab_size", "block_size") if k not in settings]
     if missing:
@@ -376,8 +376,8 @@ def regime(args):
     print_table([["pair", "tokens/param", "tokens/non-emb param", "epochs", "MST val loss", "MST FLOPs",
                   "dense val loss", "dense FLOPs", "FLOPs MST/dense", "MST - dense"]] +
                 [[series, f"{per_param:.4g}", f"{per_non_embedding:.4g}", f"{epochs:.3g}", f"{s['val_loss']:.3f}",
-                  f"{s['flops']:.3e}", f"{d['val_loss']:.3f}", f"{d['flops']:.3e}", f"{ratio(s['flops'], d['flops']):.3f}x",
-                  f"{s['val_loss'] - d['val_loss']:+.3f}"]
+                  f"{s['flops']:.3e}", f"{d['val_loss']:.3f}", f"{d['flops']:.3e}",
+                  f"{ratio(s['flops'], d['flops']):.3f}x", f"{s['val_loss'] - d['val_loss']:+.3f}"]
                  for series, per_param, per_non_embedding, epochs, s, d in pairs])
     print(f"wrote regime.png to {args.out}")
 
