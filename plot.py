@@ -25,8 +25,9 @@ runs that share a width and peak (seeds), with every run as a dot. Writes isoflo
 regime: whether MST pays off depends on how long the model trains for its size. For each pair of equal
 counted FLOPs, MST's final val loss minus the dense run's (below 0: MST is better) against the tokens the
 dense run trained on per non-embedding parameter, from the header records that train.py writes at the start
-of each run; pairs of one series (say, one model family at several lengths) share a line. The table gives
-tokens per parameter both ways, and epochs. Writes regime.png.
+of each run; pairs of one series (say, one model family at several lengths) share a line, through the mean
+of the pairs at one length (seeds). The table gives tokens per parameter both ways, and epochs. Writes
+regime.png.
 """
 
 import argparse
@@ -309,7 +310,7 @@ def isoflop(args):
         color = plt.cm.tab10(i % 10)
         means = [sum(s["val_loss"] for _, s in runs) / len(runs) for runs in points.values()]
         ax.plot([peak for _, peak in points], means, color=color, marker=MARKERS[i % len(MARKERS)], markersize=7,
-                linewidth=1.6, label=f"{name} (line: mean over seeds)")
+                linewidth=1.6, label=name)
         for (width, peak), runs in points.items():
             ax.scatter([peak] * len(runs), [s["val_loss"] for _, s in runs], color=color, s=14, alpha=0.6)
             top = max(s["val_loss"] for _, s in runs)
@@ -317,8 +318,9 @@ def isoflop(args):
                         xytext=(4, 7), fontsize=8, color=color)
     finish(fig, ax, os.path.join(args.out, "isoflop.png"), "peak sparsity of the weights (0: a dense model)",
            "final validation loss (cross-entropy, nats/token)",
-           "equal counted training FLOPs: wider models, sparser" + (f"\n{args.title}" if args.title else ""),
-           margins=(0.08, 0.12), legend="upper left")
+           "equal counted training FLOPs: wider models, sparser (lines: the mean over seeds)"
+           + (f"\n{args.title}" if args.title else ""),
+           margins=(0.08, 0.12), legend="lower right")
 
     print_table([["budget", "run", "width", "peak sparsity", "final val loss", "counted FLOPs"]] +
                 [[name, run["label"], str(width), f"{peak:.3f}", f"{s['val_loss']:.3f}", f"{s['flops']:.3e}"]
@@ -358,14 +360,19 @@ def regime(args):
     fig, ax = plt.subplots(figsize=(9, 5.5))
     ax.axhline(0, color="0.3", linewidth=1)
     for i, series in enumerate(dict.fromkeys(p[0] for p in pairs)):  # one line a series, in the order given
-        points = sorted((per_non_embedding, s["val_loss"] - d["val_loss"], epochs)
-                        for name, _, per_non_embedding, epochs, s, d in pairs if name == series)
+        gaps = {}  # x: (epochs, [MST minus dense of each pair there]); pairs at one x are seeds, the line their mean
+        for name, _, per_non_embedding, epochs, s, d in pairs:
+            if name == series:
+                gaps.setdefault(round(per_non_embedding, 6), (epochs, []))[1].append(s["val_loss"] - d["val_loss"])
+        points = sorted((x, sum(ys) / len(ys), epochs, ys) for x, (epochs, ys) in gaps.items())
         color = plt.cm.tab10(i % 10)
-        ax.plot([x for x, _, _ in points], [y for _, y, _ in points], color=color, marker=MARKERS[i % len(MARKERS)],
+        ax.plot([x for x, *_ in points], [y for _, y, *_ in points], color=color, marker=MARKERS[i % len(MARKERS)],
                 markersize=8, linewidth=1.4, label=series)
-        for x, y, epochs in points:
-            ax.annotate(f"{y:+.3f}, {epochs:.2g} ep", (x, y), textcoords="offset points", xytext=(6, 6), fontsize=8,
-                        color=color)
+        for x, y, epochs, ys in points:
+            if len(ys) > 1:
+                ax.scatter([x] * len(ys), ys, color=color, s=14, alpha=0.6)
+            ax.annotate(f"{y:+.3f}" + (f" ({len(ys)} seeds)" if len(ys) > 1 else "") + f", {epochs:.2g} ep", (x, y),
+                        textcoords="offset points", xytext=(6, 6), fontsize=8, color=color)
     log_x(ax)
     finish(fig, ax, os.path.join(args.out, "regime.png"),
            "training tokens per non-embedding parameter of the dense model (log scale)",
