@@ -3,13 +3,13 @@
 #   bash results/docmix/plots.sh
 cd "$(dirname "$0")"
 python ../../plot.py frontier --out . --reference "dense 2500=124m/dense_2500.jsonl" \
- --title "docmix, 2500 steps of 32 x 1024 tokens, 12 layers unless named; the rate held to 90%, then a cosine" \
+ --title "docmix, 2500 steps of 32 x 1024 tokens, 12 layers unless named, one rate shape" \
  --family "dense 124M, fewer steps" "500=124m/dense_500.jsonl" "722=124m/dense_722.jsonl" "1500=124m/dense_1500.jsonl" "2500=124m/dense_2500.jsonl" \
  --family "dense, narrower (2 seeds but 256)" "128 wide=124m/dense_128wide_s1337.jsonl" "=124m/dense_128wide_s2.jsonl" \
    "216 wide=124m/dense_216wide_s1337.jsonl" "=124m/dense_216wide_s2.jsonl" "256 wide=124m/dense_256wide.jsonl" \
    "352 wide=124m/dense_352wide_s1337.jsonl" "=124m/dense_352wide_s2.jsonl" \
    "560 wide=124m/dense_560wide.jsonl" "=124m/dense_560wide_s2.jsonl" \
- --family "dense, 6 layers x 152 (2 seeds)" "6 x 152=124m/dense_6layer_152wide_s1337.jsonl" "=124m/dense_6layer_152wide_s2.jsonl" \
+ --family "dense, 6 layers x 152 (2 seeds)" "=124m/dense_6layer_152wide_s1337.jsonl" "=124m/dense_6layer_152wide_s2.jsonl" \
  --family "dense 192 wide, 1496 steps" "192 wide=124m/dense_192wide_1496.jsonl" \
  --family "MST, the best width at each budget (2 seeds)" \
    "192/0.43=124m/mst_192wide_0075x_s1337.jsonl" "=124m/mst_192wide_0075x_s2.jsonl" \
