@@ -8,9 +8,11 @@ and its value must have the default's type (an int is accepted where a float is 
 Anything else stops the run before it starts, with one line saying what is wrong.
 """
 
+import ast
 import difflib
 import io
 import os
+import textwrap
 import tokenize
 import types
 from ast import literal_eval
@@ -70,6 +72,25 @@ def as_override(value):
     return repr(value)
 
 
+def settings_block(script):
+    """The script's settings block (the module globals between its first two `# ---` lines) as
+    {name: default}, read from the source without running it; defaults that are not literals (those
+    computed from the machine) are left out."""
+    source = open(script, encoding="utf-8").read()
+    start, end = [i + 1 for i, line in enumerate(source.splitlines()) if line.startswith("# ---")][:2]
+    settings = {}
+    for node in ast.parse(source).body:
+        if isinstance(node, ast.Assign) and start < node.lineno < end and isinstance(node.targets[0], ast.Name):
+            try:
+                settings[node.targets[0].id] = ast.literal_eval(node.value)
+            except ValueError:
+                pass
+    return settings
+
+
+HELP_COLUMN, HELP_WIDTH = 38, 100  # where --help's descriptions start, and its lines' largest width
+
+
 def settings_help(script, defaults):
     """--help text made from the script's settings block, the module globals between its first two
     `# ---` lines: a `# heading` line starts a section, and each setting shows its default and the
@@ -90,6 +111,13 @@ def settings_help(script, defaults):
         if line.startswith("#"):
             out += ["", comments[number]]
         elif key in defaults:
+            # the description in a column of its own, wrapped to the width; under a long setting
             setting = f"  --{key}={as_override(defaults[key])}"
-            out.append(f"{setting:<36} {comments.get(number, '')}".rstrip())
+            described = textwrap.wrap(comments.get(number, ""), HELP_WIDTH - HELP_COLUMN)
+            if len(setting) + 2 > HELP_COLUMN:
+                out.append(setting)
+                setting = ""
+            out += [f"{setting if i == 0 else '':<{HELP_COLUMN}}{text}" for i, text in enumerate(described)]
+            if not described:
+                out.append(setting)
     return "\n".join(out)

@@ -17,7 +17,7 @@ run trained with --compile=False; a compiled run's may differ in the last bits.
 
 `report` lists each weight matrix's density (from the masks), how many positions changed
 between --previous and this checkpoint, and each layer type's share of the parameters and of
-the training FLOPs per token, counted as sparse.training_flops_per_token (and train.py) counts.
+the training FLOPs per token, counted as flops.training_flops_per_token (and train.py) counts.
 """
 
 import argparse
@@ -28,11 +28,11 @@ import sys
 
 import torch
 
+from flops import attention_training_flops, linear_training_flops, training_flops_per_token
 from model import ATTENTION_MODES
-from runtime import (OneLineParser, check_tokens, data_root, estimate_loss, fail, open_checkpoint, pick_device,
-                     prepare_command, schedule_of, training_attention)
-from sparse import (EMBEDDING, attention_training_flops, linear_training_flops, sparse_parameters,
-                    training_flops_per_token)
+from runtime import (OneLineParser, check_tokens, data_root, estimate_loss, fail, first_line, open_checkpoint,
+                     pick_device, prepare_command, schedule_of, training_attention)
+from sparse import EMBEDDING, sparse_parameters
 
 
 LAYER_TYPES = ("attn qkv", "attn proj", "mlp fc", "mlp proj", "embedding/lm_head", "attention", "other")
@@ -40,6 +40,25 @@ LAYER_TYPES = ("attn qkv", "attn proj", "mlp fc", "mlp proj", "embedding/lm_head
 
 def attention_label(mode, window):
     return mode if mode == "dense" else f"{mode}, window {window}"
+
+
+def check_writable(path):
+    """--json's file must be writable before any work is done, not after the results are printed."""
+    folder = os.path.dirname(os.path.abspath(path))
+    if os.path.isdir(path):
+        fail(f"--json={path} is a folder, not a file")
+    if not os.path.isdir(folder):
+        fail(f"--json={path}: the folder {folder} does not exist")
+    if not os.access(path if os.path.exists(path) else folder, os.W_OK):
+        fail(f"--json={path}: no permission to write {path if os.path.exists(path) else 'in ' + folder}")
+
+
+def write_json(path, results):
+    try:
+        with open(path, "w") as f:
+            json.dump(results, f, indent=1)
+    except OSError as e:  # checked up front, but a disk can fill or a mount go away meanwhile
+        fail(f"cannot write {path}: {e.strerror or first_line(e)}")
 
 
 def trained_state(model, checkpoint, device):
@@ -95,8 +114,7 @@ def cmd_loss(args):
               f"attention ({note}) | step {step}, {phase} | {eval_iters} batches of {batch_size} x {block_size} "
               f"tokens, seed {seed}")
     if args.json:
-        with open(args.json, "w") as f:
-            json.dump(results, f, indent=1)
+        write_json(args.json, results)
 
 
 # -----------------------------------------------------------------------------
@@ -227,8 +245,7 @@ def cmd_report(args):
     report = build_report(args.ckpt, args.previous)
     print_report(report)
     if args.json:
-        with open(args.json, "w") as f:
-            json.dump(report, f, indent=1)
+        write_json(args.json, report)
 
 
 def main(argv=None):
@@ -258,6 +275,8 @@ def main(argv=None):
     if argv and argv[0].startswith("-") and argv[0] not in ("-h", "--help"):  # else argparse blames its value
         fail(f"unknown option {argv[0]}: the first argument is the command, loss or report (see --help)")
     args = parser.parse_args(argv)
+    if args.json:
+        check_writable(args.json)
     {"loss": cmd_loss, "report": cmd_report}[args.command](args)
 
 

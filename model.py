@@ -9,8 +9,8 @@ tensor, so switching patterns does not recompile. On GPUs a pattern is a set of 
 block masks, so no T x T mask ever exists there; on the CPU, where FlexAttention has no backward,
 it is a boolean T x T mask for SDPA.
 
-A speed option, `fp8_head`, trains the output layer and its loss in FP8 (FP8OutputLoss, after the
-MLP); the plain path stays the reference.
+A speed option, off by default, `fp8_head`, trains the output layer and its loss in FP8
+(FP8OutputLoss, at the end of the file); the plain path stays the reference.
 
 Patterns (query i attends key j, always j <= i), in the second half of this file:
   dense        every earlier key
@@ -60,6 +60,8 @@ class GPTConfig:
         W, S, b, T = self.attn_window, self.attn_stride, self.attn_block, self.block_size
         if min(self.block_size, self.vocab_size, self.n_layer, self.n_head, self.n_embd) <= 0:
             raise ValueError("block_size, vocab_size, n_layer, n_head and n_embd must be positive")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"dropout={self.dropout} must lie in [0, 1)")
         if self.n_embd % self.n_head:
             raise ValueError(f"n_embd={self.n_embd} must be divisible by n_head={self.n_head}")
         if self.hsa_mode not in ATTENTION_MODES:
@@ -136,7 +138,7 @@ class GPT(nn.Module):
         mode, window = mode or self.config.hsa_mode, min(T, window or self.config.attn_window)
         if mode not in ATTENTION_MODES:
             raise ValueError(f"unknown attention mode {mode!r}; choose one of {ATTENTION_MODES}")
-        if mode == "dense" or (mode != "fixed" and window >= T):
+        if keeps_every_pair(mode, T, window):
             return None
         backend = backend or ("flex" if torch.device(device).type == "cuda" else "mask")
         key = (mode, window, backend, T, str(device))
@@ -156,7 +158,8 @@ class GPT(nn.Module):
         """Kept (query, key) pairs of a sparse pattern (arguments as hsa_pattern) over those of dense
         causal attention, for FLOP counting."""
         c = self.config
-        return pattern_density(mode or c.hsa_mode, T, min(T, window or c.attn_window), c.attn_stride, c.attn_block)
+        window = min(T, window or c.attn_window)
+        return pattern_density(mode or c.hsa_mode, T, window, c.attn_stride, c.attn_block)
 
     @torch.no_grad()
     def generate(self, idx, max_new_tokens, temperature=1.0, top_k=None, generator=None, mode="dense"):
@@ -224,6 +227,122 @@ class MLP(nn.Module):
 
 
 # -----------------------------------------------------------------------------
+# Hybrid Sparse Attention: the patterns, and how FlexAttention runs them on GPUs.
+#
+# FlexAttention's Triton kernels work on 128 x 128 tiles (FLEX_BLOCK): a pattern tile (attn_block)
+# smaller than that is still exact, the kernel then skips only whole 128-tiles. `strided` and
+# `fixed` pick single key columns in every tile, so one block mask over them would skip nothing.
+# They are therefore computed in two parts over disjoint key sets, each of which does skip work,
+# and merged exactly through the log-sum-exp of each part (`merge_partial_attention`):
+#   strided  the local window, plus the strided keys (i - j >= W, (i - j) % S == 0). Ordering
+#            the positions by i mod S puts every query's strided keys in its own contiguous run
+#            of T/S positions, so that part becomes block-diagonal.
+#   fixed    the own S-block, plus the T/S "summary" keys j % S == S - 1 of earlier blocks,
+#            gathered into a short key sequence.
+
+FLEX_BLOCK = 128
+
+
+class FlexPattern(NamedTuple):
+    near: object  # BlockMask over the keys in natural order
+    far: object  # BlockMask over the rest, laid out as sparse_attention does; None if `near` is all
+    mode: str
+    stride: int
+
+
+def causal(b, h, q, k):
+    return q >= k
+
+
+def pattern_mask_mod(mode, window, stride, block):
+    """The pattern as a FlexAttention mask_mod; it also broadcasts over index grids."""
+    if mode == "dense":
+        return causal
+    if mode == "local":
+        return lambda b, h, q, k: (q >= k) & (q - k < window)
+    if mode == "strided":
+        return lambda b, h, q, k: (q >= k) & ((q - k < window) | ((q - k) % stride == 0))
+    if mode == "fixed":
+        return lambda b, h, q, k: (q >= k) & ((q // stride == k // stride) | (k % stride == stride - 1))
+    if mode == "blocksparse":
+        window_blocks, stride_blocks = window // block, stride // block
+        def mask_mod(b, h, q, k):
+            block_distance = q // block - k // block
+            return (q >= k) & ((block_distance < window_blocks) | (block_distance % stride_blocks == 0))
+        return mask_mod
+    raise ValueError(f"unknown attention mode {mode!r}; choose one of {ATTENTION_MODES}")
+
+
+def keeps_every_pair(mode, T, window):
+    """Whether the pattern is dense causal attention: a window that spans the sequence keeps every pair
+    (fixed's blocks do not grow with it)."""
+    return mode == "dense" or (mode != "fixed" and window >= T)
+
+
+@functools.lru_cache(maxsize=None)  # asked every training step; the answer never changes
+def pattern_density(mode, T, window, stride, block):
+    """Kept (query, key) pairs of the pattern over those of a dense causal mask."""
+    i = torch.arange(T)
+    kept = pattern_mask_mod(mode, window, stride, block)(None, None, i[:, None], i[None, :]).sum().item()
+    return kept / (T * (T + 1) / 2)
+
+
+def flex_pattern(mode, T, window, stride, block, device):
+    """The FlexAttention block masks of a pattern (see FlexPattern)."""
+    def block_mask(mask_mod, kv_len=T):
+        return create_block_mask(mask_mod, None, None, T, kv_len, device=device, BLOCK_SIZE=FLEX_BLOCK)
+
+    if mode == "strided" and T % stride == 0 and T > max(window, stride):
+        group, min_steps = T // stride, -(-window // stride)  # positions per residue class; ceil(W / S)
+        # in residue order, position p holds i = (p % group) * stride + p // group
+        far = lambda b, h, q, k: (q // group == k // group) & (q - k >= min_steps)
+        near = block_mask(pattern_mask_mod("local", window, stride, block))
+        return FlexPattern(near, block_mask(far), mode, stride)
+    if mode == "fixed" and T > stride:
+        near = lambda b, h, q, k: (q >= k) & (q // stride == k // stride)
+        far = lambda b, h, q, k: k < q // stride  # summary key k sits at position k * stride + stride - 1
+        return FlexPattern(block_mask(near), block_mask(far, T // stride), mode, stride)
+    mask = block_mask(pattern_mask_mod(mode, window, stride, block))
+    if mode == "blocksparse" and block % FLEX_BLOCK == 0:
+        # Every kept tile is whole, so inside a tile only the causal rule decides. Handing the
+        # kernel that rule instead of the pattern's own lets every window share one compiled
+        # kernel: a window that grows during training compiles nothing new.
+        mask = BlockMask.from_kv_blocks(mask.kv_num_blocks, mask.kv_indices, mask.full_kv_num_blocks,
+                                        mask.full_kv_indices, BLOCK_SIZE=mask.BLOCK_SIZE, mask_mod=causal,
+                                        seq_lengths=mask.seq_lengths)
+    return FlexPattern(mask, None, mode, stride)
+
+
+def merge_partial_attention(y_near, lse_near, y_far, lse_far):
+    """Attention over the union of two disjoint key sets, from each set's output and log-sum-exp.
+
+    Each part is a softmax normalised over its own keys; the whole softmax weighs them by their
+    normalisers, exp(lse_near) and exp(lse_far). A query with no far keys has lse_far = -inf,
+    so its weight is 0.
+    """
+    far_weight = torch.sigmoid(lse_far - lse_near).unsqueeze(-1).to(y_near.dtype)
+    return y_near + far_weight * (y_far - y_near)
+
+
+def sparse_attention(q, k, v, pattern):
+    if pattern.far is None:
+        return flex_attention(q, k, v, block_mask=pattern.near)
+    y_near, lse_near = flex_attention(q, k, v, block_mask=pattern.near, return_lse=True)
+    stride = pattern.stride
+    if pattern.mode == "strided":
+        # positions as a (T/S, S) grid; transposing it orders them by i mod S, and back
+        T = q.size(2)
+        regroup = lambda t, rows: t.unflatten(2, (rows, T // rows)).transpose(2, 3).flatten(2, 3)
+        y_far, lse_far = flex_attention(*(regroup(t, T // stride) for t in (q, k, v)), block_mask=pattern.far,
+                                        return_lse=True)
+        y_far, lse_far = regroup(y_far, stride), regroup(lse_far, stride)
+    else:  # fixed: the last key of every block
+        y_far, lse_far = flex_attention(q, k[:, :, stride - 1::stride], v[:, :, stride - 1::stride],
+                                        block_mask=pattern.far, return_lse=True)
+    return merge_partial_attention(y_near, lse_near, y_far, lse_far)
+
+
+# -----------------------------------------------------------------------------
 # The output layer and its loss in FP8, for training on GPUs that have it (Hopper, Ada).
 # The output layer's three matrix multiplies (the logits, and the gradients of its input and of the
 # tied embedding) are a third of the model's, and these GPUs multiply FP8 at twice the bf16 rate.
@@ -277,112 +396,3 @@ class FP8OutputLoss(torch.autograd.Function):
         grad_w = torch._scaled_mm(g8.t().contiguous(), x8.t().contiguous().t(), scale_a=g_inv, scale_b=x_inv,
                                   out_dtype=torch.float32)
         return grad_x, grad_w, None
-
-
-# -----------------------------------------------------------------------------
-# Hybrid Sparse Attention: the patterns, and how FlexAttention runs them on GPUs.
-#
-# FlexAttention's Triton kernels work on 128 x 128 tiles (FLEX_BLOCK): a pattern tile (attn_block)
-# smaller than that is still exact, the kernel then skips only whole 128-tiles. `strided` and
-# `fixed` pick single key columns in every tile, so one block mask over them would skip nothing.
-# They are therefore computed in two parts over disjoint key sets, each of which does skip work,
-# and merged exactly through the log-sum-exp of each part (`merge_partial_attention`):
-#   strided  the local window, plus the strided keys (i - j >= W, (i - j) % S == 0). Ordering
-#            the positions by i mod S puts every query's strided keys in its own contiguous run
-#            of T/S positions, so that part becomes block-diagonal.
-#   fixed    the own S-block, plus the T/S "summary" keys j % S == S - 1 of earlier blocks,
-#            gathered into a short key sequence.
-
-FLEX_BLOCK = 128
-
-
-class FlexPattern(NamedTuple):
-    near: object  # BlockMask over the keys in natural order
-    far: object  # BlockMask over the rest, laid out as sparse_attention does; None if `near` is all
-    mode: str
-    stride: int
-
-
-def causal(b, h, q, k):
-    return q >= k
-
-
-def pattern_mask_mod(mode, window, stride, block):
-    """The pattern as a FlexAttention mask_mod; it also broadcasts over index grids."""
-    if mode == "dense":
-        return causal
-    if mode == "local":
-        return lambda b, h, q, k: (q >= k) & (q - k < window)
-    if mode == "strided":
-        return lambda b, h, q, k: (q >= k) & ((q - k < window) | ((q - k) % stride == 0))
-    if mode == "fixed":
-        return lambda b, h, q, k: (q >= k) & ((q // stride == k // stride) | (k % stride == stride - 1))
-    if mode == "blocksparse":
-        window_blocks, stride_blocks = window // block, stride // block
-        def mask_mod(b, h, q, k):
-            block_distance = q // block - k // block
-            return (q >= k) & ((block_distance < window_blocks) | (block_distance % stride_blocks == 0))
-        return mask_mod
-    raise ValueError(f"unknown attention mode {mode!r}; choose one of {ATTENTION_MODES}")
-
-
-@functools.lru_cache(maxsize=None)  # asked every training step; the answer never changes
-def pattern_density(mode, T, window, stride, block):
-    """Kept (query, key) pairs of the pattern over those of a dense causal mask."""
-    i = torch.arange(T)
-    kept = pattern_mask_mod(mode, window, stride, block)(None, None, i[:, None], i[None, :]).sum().item()
-    return kept / (T * (T + 1) / 2)
-
-
-def flex_pattern(mode, T, window, stride, block, device):
-    """The FlexAttention block masks of a pattern (see FlexPattern)."""
-    def block_mask(mask_mod, kv_len=T):
-        return create_block_mask(mask_mod, None, None, T, kv_len, device=device, BLOCK_SIZE=FLEX_BLOCK)
-
-    if mode == "strided" and T % stride == 0 and T > max(window, stride):
-        group, min_steps = T // stride, -(-window // stride)  # positions per residue class; ceil(W / S)
-        # in residue order, position p holds i = (p % group) * stride + p // group
-        far = lambda b, h, q, k: (q // group == k // group) & (q - k >= min_steps)
-        return FlexPattern(block_mask(pattern_mask_mod("local", window, stride, block)), block_mask(far), mode, stride)
-    if mode == "fixed" and T > stride:
-        near = lambda b, h, q, k: (q >= k) & (q // stride == k // stride)
-        far = lambda b, h, q, k: k < q // stride  # summary key k sits at position k * stride + stride - 1
-        return FlexPattern(block_mask(near), block_mask(far, T // stride), mode, stride)
-    mask = block_mask(pattern_mask_mod(mode, window, stride, block))
-    if mode == "blocksparse" and block % FLEX_BLOCK == 0:
-        # Every kept tile is whole, so inside a tile only the causal rule decides. Handing the
-        # kernel that rule instead of the pattern's own lets every window share one compiled
-        # kernel: a window that grows during training compiles nothing new.
-        mask = BlockMask.from_kv_blocks(mask.kv_num_blocks, mask.kv_indices, mask.full_kv_num_blocks,
-                                        mask.full_kv_indices, BLOCK_SIZE=mask.BLOCK_SIZE, mask_mod=causal,
-                                        seq_lengths=mask.seq_lengths)
-    return FlexPattern(mask, None, mode, stride)
-
-
-def merge_partial_attention(y_near, lse_near, y_far, lse_far):
-    """Attention over the union of two disjoint key sets, from each set's output and log-sum-exp.
-
-    Each part is a softmax normalised over its own keys; the whole softmax weighs them by their
-    normalisers, exp(lse_near) and exp(lse_far). A query with no far keys has lse_far = -inf,
-    so its weight is 0.
-    """
-    far_weight = torch.sigmoid(lse_far - lse_near).unsqueeze(-1).to(y_near.dtype)
-    return y_near + far_weight * (y_far - y_near)
-
-
-def sparse_attention(q, k, v, pattern):
-    if pattern.far is None:
-        return flex_attention(q, k, v, block_mask=pattern.near)
-    y_near, lse_near = flex_attention(q, k, v, block_mask=pattern.near, return_lse=True)
-    stride = pattern.stride
-    if pattern.mode == "strided":
-        # positions as a (T/S, S) grid; transposing it orders them by i mod S, and back
-        T = q.size(2)
-        regroup = lambda t, rows: t.unflatten(2, (rows, T // rows)).transpose(2, 3).flatten(2, 3)
-        y_far, lse_far = flex_attention(*(regroup(t, T // stride) for t in (q, k, v)), block_mask=pattern.far,
-                                        return_lse=True)
-        y_far, lse_far = regroup(y_far, stride), regroup(lse_far, stride)
-    else:  # fixed: the last key of every block
-        y_far, lse_far = flex_attention(q, k[:, :, stride - 1::stride], v[:, :, stride - 1::stride],
-                                        block_mask=pattern.far, return_lse=True)
-    return merge_partial_attention(y_near, lse_near, y_far, lse_far)

@@ -2,9 +2,10 @@
 Plots the metrics.jsonl files that train.py writes, and prints a summary table as markdown.
 
     python plot.py curves RUN... --out DIR [--title T]
-    python plot.py frontier --family NAME RUN [RUN...] [--family NAME RUN...]... --out DIR [--title T] [--reference RUN]
-    python plot.py isoflop --budget NAME RUN [RUN...] [--budget NAME RUN...]... --out DIR [--title T]
-    python plot.py regime --pair SERIES MST_RUN DENSE_RUN [--pair ...] --out DIR [--title T]
+    python plot.py frontier --family NAME RUN [RUN...] [--family NAME RUN...]... --out DIR [--title T]
+                            [--reference RUN] [--best-rate]
+    python plot.py isoflop --budget NAME RUN [RUN...] [--budget NAME RUN...]... --out DIR [--title T] [--best-rate]
+    python plot.py rates RUN... --out PNG [--table MD] [--reference-flops F] [--title T]
 
 A RUN is a metrics.jsonl file or the out_dir that holds one; LABEL=PATH names it (by default the out_dir's
 name, or the file's stem). FLOPs are each run's own count of its training FLOPs ("flops").
@@ -22,31 +23,39 @@ isoflop: runs of about equal counted FLOPs, dense models and MST on wider ones, 
 the peak sparsity in each run's header record (0 for a dense run), one line a budget through the mean of the
 runs that share a width and peak (seeds), with every run as a dot. Writes isoflop.png.
 
-regime: whether MST pays off depends on how long the model trains for its size. For each pair of equal
-counted FLOPs, MST's final val loss minus the dense run's (below 0: MST is better) against the tokens the
-dense run trained on per non-embedding parameter, from the header records that train.py writes at the start
-of each run; pairs of one series (say, one model family at several lengths) share a line, through the mean
-of the pairs at one length (seeds). The table gives tokens per parameter both ways, and epochs. Writes
-regime.png.
+rates: a learning-rate sweep. A family is one model shape and one method setting: all the settings in a
+run's header but the rate, min_lr, the seed, I/O and system ones (NOT_FAMILY), and peak_sparsity where
+flops_budget solved it. A budget is the runs whose final counted FLOPs agree within 2%. Each family's best
+rate is the one with the lowest mean final val loss over the seeds run at it; it is bracketed when a lower
+and a higher rate ran too. Prints the markdown table (or writes it to --table): per budget, each family at
+its best rate, its seeds, their mean, its neighbour rates' means and how far it is behind the budget's best
+family. Draws --out: final val loss against peak rate, one line a family, one panel a budget.
+--best-rate (frontier, isoflop): of each family's runs, only those at its best rate.
 """
 
 import argparse
 import json
+import math
 import os
+from collections import Counter
 
-from runtime import OneLineParser, fail
+from configurator import settings_block
+from runtime import PROJECT_DIR, OneLineParser, fail
 
 try:
     import matplotlib
     matplotlib.use("Agg")  # files only, no display
     import matplotlib.pyplot as plt
     import matplotlib.ticker
+    from matplotlib.path import Path
+    import matplotlib.transforms
+    from matplotlib.transforms import Bbox
 except ImportError:
     fail("plot.py needs matplotlib: pip install matplotlib")
 
 EVAL_KEYS = ("step", "val_loss", "phase", "attn_mode", "flops")
 LOG_KEYS = ("step", "phase", "target_sparsity", "sparsity", "attn_mode", "ms_per_step", "tokens_per_s", "flops")
-HEADER_COUNTS = ("params", "tokens_per_iter", "train_tokens")  # what regime divides by
+HEADER_COUNTS = ("params", "tokens_per_iter", "train_tokens")  # a header record's counts
 PHASE_COLORS = {"initial": "#e6eefa", "sparsify": "#fff0cc", "ultra": "#fbe0e0", "restoration": "#e0f2db"}
 MARKERS = "osD^vP*X"
 SKIP_LOGS = 2  # the first log records time compilation and start-up, not training
@@ -122,13 +131,14 @@ def trained(run):
     return s
 
 
-def print_table(rows, text_columns=1):
-    """rows[0] is the header. A markdown table, padded so that it reads in a terminal too."""
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    rows = [rows[0], ["-" * w for w in widths], *rows[1:]]
+def print_table(rows, text_columns=1, file=None, padded=True):
+    """rows[0] is the header. A markdown table, padded so that it reads in a terminal too (not padded: the
+    smallest table, for a page that renders it)."""
+    widths = [max(len(row[i]) for row in rows) if padded else 0 for i in range(len(rows[0]))]
+    rows = [rows[0], ["-" * max(w, 3) for w in widths], *rows[1:]]
     for row in rows:
         cells = [c.ljust(w) if i < text_columns else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths))]
-        print("| " + " | ".join(cells) + " |")
+        print("| " + " | ".join(cells) + " |", file=file)
 
 
 def log_x(ax):
@@ -139,21 +149,82 @@ def log_x(ax):
     ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
 
 
-def save(fig, path):
+def save(fig, path, labels=None, tight=False):
+    """Lays the figure out, then writes labels ({axes: [(x, y, text, colour)]}) where the layout leaves room
+    for them, and writes the PNG; tight: cropped to what was drawn (a legend outside the axes included)."""
     fig.tight_layout()
-    fig.savefig(path, dpi=150)
+    for ax, points in (labels or {}).items():
+        place_labels(ax, points)
+    fig.savefig(path, dpi=150, bbox_inches="tight" if tight else None)
     plt.close(fig)
 
 
-def finish(fig, ax, path, xlabel, ylabel, title, margins=(0.05, 0.06), legend="upper right"):
-    """The one-axis plots' labels, grid, margins (room for point labels) and legend; then save."""
+def dress(ax, xlabel, ylabel, title, margins=(0.05, 0.06), legend="upper right", **legend_anchor):
+    """An axis's labels, grid, margins (room for point labels) and legend."""
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.set_title(title)
     ax.grid(True, alpha=0.3)
     ax.margins(*margins)
-    ax.legend(loc=legend, fontsize=9)
-    save(fig, path)
+    ax.legend(loc=legend, fontsize=9, **legend_anchor)
+
+
+def finish(fig, ax, path, xlabel, ylabel, title, margins=(0.05, 0.06), legend="upper right", labels=()):
+    """A one-axis plot's dressing and its point labels; then save."""
+    dress(ax, xlabel, ylabel, title, margins, legend)
+    save(fig, path, {ax: labels})
+
+
+# where a point's label may go: its offset from the point in points, and its alignment there; nearest first
+LABEL_PLACES = [(sx * r, sy * r, ("right", "center", "left")[sx + 1], ("top", "center", "bottom")[sy + 1])
+                for r in (5, 12, 22, 34)
+                for sx, sy in ((1, 1), (1, -1), (-1, 1), (-1, -1), (1, 0), (-1, 0), (0, 1), (0, -1))]
+
+
+def obstacles(ax, renderer):
+    """What a point label must not cover, in pixels: boxes round the markers and the legend, and the lines."""
+    px = ax.figure.dpi / 72
+    boxes, lines = [], []
+    for line in ax.lines:
+        xy = line.get_transform().transform(line.get_xydata())
+        if line.get_linestyle() not in ("None", "") and len(xy) > 1:
+            lines.append(Path(xy))
+        if line.get_marker() not in ("None", "", " ", None):
+            r = line.get_markersize() * px / 2
+            boxes += [Bbox.from_extents(x - r, y - r, x + r, y + r) for x, y in xy]
+    for dots in ax.collections:
+        r = math.sqrt(max(dots.get_sizes(), default=0)) * px / 2  # a scatter's sizes are areas in points^2
+        boxes += [Bbox.from_extents(x - r, y - r, x + r, y + r)
+                  for x, y in dots.get_offset_transform().transform(dots.get_offsets())]
+    if ax.get_legend():
+        boxes.append(ax.get_legend().get_window_extent(renderer))
+    return boxes, lines
+
+
+def place_labels(ax, labels):
+    """Writes each (x, y, text, colour) label beside its point, at the nearest place where it covers no
+    other label, marker, line or the legend and stays inside the axes; where none is free, the place that
+    covers the fewest. Points close together thus get labels that do not overlap."""
+    ax.figure.canvas.draw()  # the limits and the legend's place are final from here on
+    renderer = ax.figure.canvas.get_renderer()
+    boxes, lines = obstacles(ax, renderer)
+
+    def box_at(note, place):
+        note.xyann = place[:2]
+        note.set_horizontalalignment(place[2])
+        note.set_verticalalignment(place[3])
+        return note.get_window_extent(renderer).padded(1.5)
+
+    def covered(box):
+        outside = not (ax.bbox.contains(box.x0, box.y0) and ax.bbox.contains(box.x1, box.y1))
+        return (outside + sum(box.overlaps(b) for b in boxes)
+                + sum(line.intersects_bbox(box, filled=False) for line in lines))
+
+    for x, y, text, color in labels:
+        if text:
+            note = ax.annotate(text, (x, y), xytext=(0, 0), textcoords="offset points", fontsize=8, color=color)
+            place = min(LABEL_PLACES, key=lambda p: covered(box_at(note, p)))  # the first of equal cover
+            boxes.append(box_at(note, place))
 
 
 def ratio(flops, reference):
@@ -244,6 +315,214 @@ def curves(args):
 
 
 # -----------------------------------------------------------------------------
+# rates
+
+# The settings that do not tell one family from another: the rate under tuning, the seed, and I/O and the
+# machine. peak_sparsity joins them where flops_budget > 0, which solves it from the rest.
+NOT_FAMILY = {"learning_rate", "min_lr", "seed", "out_dir", "eval_interval", "log_interval", "eval_iters",
+              "always_save_checkpoint", "keep_checkpoints", "keep_best_checkpoint", "init_from", "overwrite",
+              "allow_changes_on_resume", "compile", "device", "dtype", "backend", "data_dir"}
+# Not named as settings: the name's own part, the heads (they go with the width) and the budget's.
+IN_NAME = {"mst", "n_layer", "n_embd", "peak_sparsity", "n_head", "flops_budget"}
+TRAIN_DEFAULTS = settings_block(os.path.join(PROJECT_DIR, "train.py"))
+BUDGET_SPREAD = 0.02  # the runs of one budget count FLOPs within 2% of its smallest run's
+RATE_RULES = ("Best rate: the lowest mean final val loss over the seeds run at that rate. Bracketed: a lower and "
+              f"a higher rate ran too. A budget: runs whose counted FLOPs agree within {BUDGET_SPREAD:.0%}.")
+
+
+def sweep_point(run):
+    """A run's place in a rate sweep, from its (latest) header: the settings that make its family, its peak
+    rate and seed, and its final val loss and counted FLOPs."""
+    if run["header"] is None:
+        fail(f"{run['path']} has no header record, so its rate, seed and family are unknown")
+    # A header from before a setting existed ran it at its default: today's, from train.py's source
+    settings = {**TRAIN_DEFAULTS, **run["header"]["run"]}
+    needed = ["learning_rate", "seed", "mst", "n_layer", "n_embd", "max_iters"]
+    if settings.get("mst"):
+        needed.append("peak_sparsity")  # an MST family's name gives it
+    missing = [k for k in needed if k not in settings]
+    if missing:
+        fail(f"{run['path']}'s header lacks {', '.join(missing)}, so its rate, seed or family is unknown")
+    last = run["evals"][-1]
+    if last["step"] != settings["max_iters"]:
+        fail(f"{run['path']} ends at step {last['step']} of {settings['max_iters']}: finish it (--init_from=resume) "
+             "or leave it out")
+    trained(run)  # fails for a run of no steps
+    named = {k: v for k, v in settings.items() if k not in NOT_FAMILY}
+    family = {k: v for k, v in named.items() if not (k == "peak_sparsity" and settings.get("flops_budget", 0) > 0)}
+    return {"run": run, "named": named, "family": json.dumps(family, sort_keys=True),
+            "rate": settings["learning_rate"], "seed": settings["seed"], "val_loss": last["val_loss"],
+            "flops": last["flops"]}
+
+
+def sweep(runs):
+    """The runs' budgets in FLOP order, each {"flops": its largest run's, "families": [...], best first}. A
+    family is {"name", "points": {rate: {seed: sweep point}}, "means": {rate: mean over seeds}, "best": its
+    best rate, "bracketed"}; rates ascend, seeds keep the order given."""
+    points = [sweep_point(run) for run in runs]
+    smallest = []  # each budget's smallest FLOPs
+    for p in sorted(points, key=lambda p: p["flops"]):
+        if not smallest or p["flops"] > smallest[-1] * (1 + BUDGET_SPREAD):
+            smallest.append(p["flops"])
+        p["budget"] = len(smallest) - 1
+    families = {}
+    for p in points:
+        family = families.setdefault((p["budget"], p["family"]), {"budget": p["budget"], "named": p["named"],
+                                                                   "points": {}})
+        seeds = family["points"].setdefault(p["rate"], {})
+        if p["seed"] in seeds:
+            fail(f"{seeds[p['seed']]['run']['path']} and {p['run']['path']} are one family at one rate and seed: "
+                 "leave one out")
+        seeds[p["seed"]] = p
+    families = list(families.values())
+    for f in families:
+        f["points"] = dict(sorted(f["points"].items()))
+        f["means"] = {rate: sum(p["val_loss"] for p in seeds.values()) / len(seeds)
+                      for rate, seeds in f["points"].items()}
+        f["best"] = min(f["means"], key=f["means"].get)
+        f["bracketed"] = min(f["means"]) < f["best"] < max(f["means"])
+    name_families(families)
+    return [{"flops": max(p["flops"] for p in points if p["budget"] == b),
+             "families": sorted((f for f in families if f["budget"] == b), key=lambda f: f["means"][f["best"]])}
+            for b in range(len(smallest))]
+
+
+def setting_text(key, value):
+    return f"{key}={value}"
+
+
+def name_families(families):
+    """Names a family by its method and shape, "dense 12x128" or "MST 12x192 @0.43" (its peak sparsity), then
+    each setting where it differs from the usual value among the families of its method given: train.py's
+    default where one of them runs it (a lever stays named however many families pull it), else the value
+    most of them run (a tie: the value seen first). Families of one budget that still share a name get the
+    named settings where they differ too."""
+    keys = sorted(set().union(*(f["named"] for f in families)) - IN_NAME)
+    for f in families:
+        s = f["named"]
+        kin = [g["named"] for g in families if g["named"]["mst"] == s["mst"]]
+        usual = {}
+        for k in keys:
+            seen = Counter(json.dumps(other.get(k)) for other in kin)
+            default = json.dumps(TRAIN_DEFAULTS.get(k))
+            usual[k] = default if default in seen else seen.most_common(1)[0][0]
+        f["name"] = (f"MST {s['n_layer']}x{s['n_embd']} @{s['peak_sparsity']:.2f}" if s["mst"] else
+                     f"dense {s['n_layer']}x{s['n_embd']}")
+        f["name"] += "".join(", " + setting_text(k, s.get(k)) for k in keys if json.dumps(s.get(k)) != usual[k])
+    same = {}
+    for f in families:
+        same.setdefault((f["budget"], f["name"]), []).append(f)
+    for group in (g for g in same.values() if len(g) > 1):
+        differ = [k for k in sorted(IN_NAME) if len({json.dumps(f["named"].get(k)) for f in group}) > 1]
+        for f in group:
+            f["name"] += "".join(", " + setting_text(k, f["named"].get(k)) for k in differ)
+
+
+def at_best_rates(runs):
+    """Those of the runs that ran at their family's best rate, in the order given."""
+    best = {id(p["run"]) for budget in sweep(runs) for f in budget["families"]
+            for p in f["points"][f["best"]].values()}
+    return [run for run in runs if id(run) in best]
+
+
+def load_runs(specs, best_rate=False):
+    runs = [load_run(spec) for spec in specs]
+    return at_best_rates(runs) if best_rate else runs
+
+
+def rate_text(rate):
+    """A rate as the study writes it: 6e-4, 1.2e-3."""
+    mantissa, exponent = f"{rate:.3e}".split("e")
+    return f"{mantissa.rstrip('0').rstrip('.')}e{int(exponent)}"
+
+
+def plot_rates(budgets, path, title):
+    columns = min(len(budgets), 2)
+    rows = -(-len(budgets) // columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(10 * columns, 1 + 5 * rows), squeeze=False)
+    for ax in axes.flat[len(budgets):]:
+        ax.set_visible(False)
+    for ax, budget in zip(axes.flat, budgets):
+        for i, f in enumerate(budget["families"]):
+            color, best = plt.cm.tab10(i % 10), f["best"]
+            ax.plot(list(f["means"]), list(f["means"].values()), color=color, marker=MARKERS[i % len(MARKERS)],
+                    markersize=6, linewidth=1.6, label=f"{f['name']}: {f['means'][best]:.3f} at {rate_text(best)}"
+                    + ("" if f["bracketed"] else ", NOT BRACKETED"))
+            for rate, seeds in f["points"].items():
+                ax.scatter([rate] * len(seeds), [p["val_loss"] for p in seeds.values()], color=color, s=12,
+                           alpha=0.35)
+            ax.scatter([best], [f["means"][best]], s=160, facecolors="none", edgecolors=color, linewidths=1.4)
+        # A rate that diverges would squeeze every other point into the bottom: the axis stops 0.5 above the
+        # best mean, and a point past it is drawn on the edge with its value.
+        means = [(rate, loss, plt.cm.tab10(i % 10)) for i, f in enumerate(budget["families"])
+                 for rate, loss in f["means"].items()]
+        lowest = min(loss for _, loss, _ in means)
+        top = min(max(loss for _, loss, _ in means), lowest + 0.5) + 0.02
+        ax.set_ylim(lowest - 0.02, top)
+        for rate, loss, color in means:
+            if loss > top:
+                ax.annotate(f"{loss:.2f} ↑", (rate, top), xytext=(0, -12), textcoords="offset points", ha="center",
+                            color=color, fontsize=8, annotation_clip=False)
+        ax.set_xscale("log", base=2)
+        rates = sorted({rate for f in budget["families"] for rate in f["means"]})
+        ax.set_xticks(rates, [rate_text(rate) for rate in rates])
+        ax.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
+        below = matplotlib.transforms.offset_copy(ax.transAxes, fig, y=-34, units="points")  # under the x label
+        dress(ax, "peak learning rate (log2 scale)", "final validation loss (nats/token)", budget["title"],
+              legend="upper center", bbox_to_anchor=(0.5, 0), bbox_transform=below)
+    fig.suptitle("final val loss by peak rate: lines through the mean over seeds (dots), rings at each family's "
+                 "best" + (f"\n{title}" if title else ""))
+    save(fig, path, tight=True)
+
+
+def rates_table(budgets):
+    rows = [["budget", "family", "best rate", "bracketed", "seeds", "final val loss by seed", "mean",
+             "next lower rate", "next higher rate", "vs best family"]]
+    for budget in budgets:
+        top = budget["families"][0]
+        for f in budget["families"]:
+            rates, mean = list(f["means"]), f["means"][f["best"]]
+            at = rates.index(f["best"])
+            neighbour = [f"{rate_text(rates[i])}: {f['means'][rates[i]]:.3f}" if 0 <= i < len(rates) else "none"
+                         for i in (at - 1, at + 1)]
+            seeds = f["points"][f["best"]]
+            rows.append([budget["label"], f["name"], rate_text(f["best"]), "yes" if f["bracketed"] else "**no**",
+                         str(len(seeds)), ", ".join(f"{seed}: {p['val_loss']:.3f}" for seed, p in seeds.items()),
+                         f"{mean:.3f}", *neighbour,
+                         "best" if f is top else f"{mean - top['means'][top['best']]:+.3f}"])
+    return rows
+
+
+def rates(args):
+    if not args.out.endswith(".png") or os.path.isdir(args.out):
+        fail(f"--out {args.out} is not a .png file's name")
+    if args.table and os.path.isdir(args.table):
+        fail(f"--table {args.table} is a folder, not a file")
+    if args.reference_flops is not None and not args.reference_flops > 0:
+        fail(f"--reference-flops={args.reference_flops} must be a positive number of FLOPs")
+    budgets = sweep(load_runs(args.runs))
+    for budget in budgets:
+        flops = f"{budget['flops']:.3e} counted FLOPs"
+        if args.reference_flops:
+            budget["label"] = f"{budget['flops'] / args.reference_flops:#.2g}x"
+            budget["title"] = f"{budget['label']} ({flops})"
+        else:
+            budget["label"] = budget["title"] = flops
+    for path in (args.out, args.table):
+        if path and os.path.dirname(path):
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+    plot_rates(budgets, args.out, args.title)
+    if args.table:
+        with open(args.table, "w") as f:
+            print_table(rates_table(budgets), text_columns=2, file=f, padded=False)
+            print(f"\n{RATE_RULES}", file=f)
+        print(f"wrote {args.out} and {args.table}")
+    else:
+        print_table(rates_table(budgets), text_columns=2)
+        print(f"\n{RATE_RULES}\n\nwrote {args.out}")
+
+
+# -----------------------------------------------------------------------------
 # frontier
 
 
@@ -252,7 +531,7 @@ def frontier(args):
     for name, *specs in args.family:
         if not specs:
             fail(f"--family {name} names no run: give --family NAME RUN [RUN...]")
-        points = [(run, trained(run)) for run in map(load_run, specs)]
+        points = [(run, trained(run)) for run in load_runs(specs, args.best_rate)]
         families.append((name, sorted(points, key=lambda p: p[1]["flops"])))
     if args.reference:
         reference = load_run(args.reference)
@@ -263,21 +542,20 @@ def frontier(args):
     os.makedirs(args.out, exist_ok=True)
 
     fig, ax = plt.subplots(figsize=(9, 5.5))
+    labels = []
     for i, (name, points) in enumerate(families):
         xs = [s["flops"] / 1e15 for _, s in points]
         ys = [s["val_loss"] for _, s in points]
         ax.plot(xs, ys, color=plt.cm.tab10(i % 10), marker=MARKERS[i % len(MARKERS)], markersize=7, linewidth=1.6,
                 label=name)
-        for (run, _), x, y in zip(points, xs, ys):  # every other family labelled below, as families meet
-            ax.annotate(run["label"], (x, y), textcoords="offset points", xytext=(6, 6 if i % 2 == 0 else -13),
-                        fontsize=8, color=plt.cm.tab10(i % 10))
+        labels += [(x, y, run["label"], plt.cm.tab10(i % 10)) for (run, _), x, y in zip(points, xs, ys)]
     ax.axvline(reference_flops / 1e15, color="0.3", linestyle=":", linewidth=1,
                label=f"1.0x FLOPs: {reference['label']}")
     log_x(ax)
     finish(fig, ax, os.path.join(args.out, "frontier.png"), "counted training FLOPs, in $10^{15}$ (log scale)",
            "final validation loss (cross-entropy, nats/token)",
            "final validation loss vs counted training FLOPs" + (f"\n{args.title}" if args.title else ""),
-           margins=(0.08, 0.08))
+           margins=(0.08, 0.08), labels=labels)
 
     print_table([["family", "run", "final val loss", "counted FLOPs", f"FLOPs vs {reference['label']}"]] +
                 [[name, run["label"], f"{s['val_loss']:.3f}", f"{s['flops']:.3e}",
@@ -296,7 +574,7 @@ def isoflop(args):
         if not specs:
             fail(f"--budget {name} names no run: give --budget NAME RUN [RUN...]")
         points = {}
-        for run in map(load_run, specs):
+        for run in load_runs(specs, args.best_rate):
             if run["header"] is None:
                 fail(f"{run['path']} has no header record, so its width and peak sparsity are unknown")
             settings = run["header"]["run"]
@@ -306,6 +584,7 @@ def isoflop(args):
     os.makedirs(args.out, exist_ok=True)
 
     fig, ax = plt.subplots(figsize=(9, 5.5))
+    labels = []
     for i, (name, points) in enumerate(budgets):
         color = plt.cm.tab10(i % 10)
         means = [sum(s["val_loss"] for _, s in runs) / len(runs) for runs in points.values()]
@@ -313,80 +592,19 @@ def isoflop(args):
                 linewidth=1.6, label=name)
         for (width, peak), runs in points.items():
             ax.scatter([peak] * len(runs), [s["val_loss"] for _, s in runs], color=color, s=14, alpha=0.6)
-            top = max(s["val_loss"] for _, s in runs)
-            ax.annotate(f"{width} wide" + (" (dense)" if peak == 0 else ""), (peak, top), textcoords="offset points",
-                        xytext=(4, 7), fontsize=8, color=color)
+            name = f"{width} wide" + (" (dense)" if peak == 0 else "")
+            labels.append((peak, max(s["val_loss"] for _, s in runs), name, color))
     finish(fig, ax, os.path.join(args.out, "isoflop.png"), "peak sparsity of the weights (0: a dense model)",
            "final validation loss (cross-entropy, nats/token)",
            "equal counted training FLOPs: wider models, sparser (lines: the mean over seeds)"
            + (f"\n{args.title}" if args.title else ""),
-           margins=(0.08, 0.12), legend="lower right")
+           margins=(0.08, 0.12), legend="lower right", labels=labels)
 
     print_table([["budget", "run", "width", "peak sparsity", "final val loss", "counted FLOPs"]] +
                 [[name, run["label"], str(width), f"{peak:.3f}", f"{s['val_loss']:.3f}", f"{s['flops']:.3e}"]
                  for name, points in budgets for (width, peak), runs in points.items() for run, s in runs],
                 text_columns=2)
     print(f"wrote isoflop.png to {args.out}")
-
-
-# -----------------------------------------------------------------------------
-# regime
-
-
-def non_embedding_params(run):
-    """Parameters less the token and position embeddings (the tied head shares the token embedding's), the
-    model size that Kaplan et al. (2020) and Frantar et al. (2023) count tokens per parameter against."""
-    settings = run["header"]["run"]
-    missing = [k for k in ("n_embd", "vocab_size", "block_size") if k not in settings]
-    if missing:
-        fail(f"{run['path']}'s header lacks {', '.join(missing)}, so its embedding size is unknown")
-    return run["header"]["params"] - settings["n_embd"] * (settings["vocab_size"] + settings["block_size"])
-
-
-def regime(args):
-    pairs = []  # (series, tokens per dense parameter, per dense non-embedding parameter, epochs, MST, dense)
-    for series, mst_arg, dense_arg in args.pair:
-        mst, dense = load_run(mst_arg), load_run(dense_arg)
-        for run in (mst, dense):
-            if run["header"] is None:
-                fail(f"{run['path']} has no header record (the \"run\" line train.py writes first), so its "
-                     "parameter and token counts are unknown")
-        s, d = trained(mst), trained(dense)
-        tokens = d["steps"] * dense["header"]["tokens_per_iter"]
-        pairs.append((series, tokens / dense["header"]["params"], tokens / non_embedding_params(dense),
-                      tokens / dense["header"]["train_tokens"], s, d))
-    os.makedirs(args.out, exist_ok=True)
-
-    fig, ax = plt.subplots(figsize=(9, 5.5))
-    ax.axhline(0, color="0.3", linewidth=1)
-    for i, series in enumerate(dict.fromkeys(p[0] for p in pairs)):  # one line a series, in the order given
-        gaps = {}  # x: (epochs, [MST minus dense of each pair there]); pairs at one x are seeds, the line their mean
-        for name, _, per_non_embedding, epochs, s, d in pairs:
-            if name == series:
-                gaps.setdefault(round(per_non_embedding, 6), (epochs, []))[1].append(s["val_loss"] - d["val_loss"])
-        points = sorted((x, sum(ys) / len(ys), epochs, ys) for x, (epochs, ys) in gaps.items())
-        color = plt.cm.tab10(i % 10)
-        ax.plot([x for x, *_ in points], [y for _, y, *_ in points], color=color, marker=MARKERS[i % len(MARKERS)],
-                markersize=8, linewidth=1.4, label=series)
-        for x, y, epochs, ys in points:
-            if len(ys) > 1:
-                ax.scatter([x] * len(ys), ys, color=color, s=14, alpha=0.6)
-            ax.annotate(f"{y:+.3f}" + (f" ({len(ys)} seeds)" if len(ys) > 1 else "") + f", {epochs:.2g} ep", (x, y),
-                        textcoords="offset points", xytext=(6, 6), fontsize=8, color=color)
-    log_x(ax)
-    finish(fig, ax, os.path.join(args.out, "regime.png"),
-           "training tokens per non-embedding parameter of the dense model (log scale)",
-           "MST minus dense final val loss (below 0: MST better)",
-           "MST against dense at equal counted FLOPs, by training length" + (f"\n{args.title}" if args.title else ""),
-           margins=(0.15, 0.15), legend="best")
-
-    print_table([["pair", "tokens/param", "tokens/non-emb param", "epochs", "MST val loss", "MST FLOPs",
-                  "dense val loss", "dense FLOPs", "FLOPs MST/dense", "MST - dense"]] +
-                [[series, f"{per_param:.4g}", f"{per_non_embedding:.4g}", f"{epochs:.3g}", f"{s['val_loss']:.3f}",
-                  f"{s['flops']:.3e}", f"{d['val_loss']:.3f}", f"{d['flops']:.3e}",
-                  f"{ratio(s['flops'], d['flops']):.3f}x", f"{s['val_loss'] - d['val_loss']:+.3f}"]
-                 for series, per_param, per_non_embedding, epochs, s, d in pairs])
-    print(f"wrote regime.png to {args.out}")
 
 
 def main(argv=None):
@@ -399,9 +617,19 @@ def main(argv=None):
                    "LABEL=PATH; the first is the reference for the FLOPs multiples")
     p.set_defaults(handler=curves)
 
+    p = commands.add_parser("rates", help="each family's best peak rate at each budget: a table and a plot",
+                            usage="plot.py rates RUN... --out PNG [--table MD] [--reference-flops F] [--title T]")
+    p.add_argument("runs", nargs="+", metavar="RUN", help="metrics.jsonl files or out_dirs, each with its header "
+                   "record: the runs of a rate sweep, of any families and budgets")
+    p.add_argument("--out", required=True, metavar="PNG", help="the plot to write (its folder is made if missing)")
+    p.add_argument("--table", metavar="MD", help="write the markdown table to this file instead of stdout")
+    p.add_argument("--reference-flops", type=float, metavar="F", help="the FLOPs that are 1.0x in the budgets' "
+                   "names, e.g. 6.538e16 (dense GPT-2 124M on docmix); default: the budgets are named by FLOPs")
+    p.set_defaults(handler=rates)
+
     p = commands.add_parser("frontier", help="final loss vs FLOPs, one point a run, one line a family",
                             usage="plot.py frontier --family NAME RUN [RUN...] [--family NAME RUN...]... --out DIR "
-                                  "[--title T] [--reference RUN]")
+                                  "[--title T] [--reference RUN] [--best-rate]")
     p.add_argument("--family", action="append", nargs="+", required=True, metavar=("NAME", "RUN"),
                    help="a family's name for the legend, then its runs (LABEL=PATH names a point)")
     p.add_argument("--reference", metavar="RUN", help="the run whose FLOPs are 1.0x in the table (need not be in "
@@ -410,24 +638,21 @@ def main(argv=None):
 
     p = commands.add_parser("isoflop", help="final loss vs peak sparsity at equal FLOPs, one line a budget",
                             usage="plot.py isoflop --budget NAME RUN [RUN...] [--budget NAME RUN...]... --out DIR "
-                                  "[--title T]")
+                                  "[--title T] [--best-rate]")
     p.add_argument("--budget", action="append", nargs="+", required=True, metavar=("NAME", "RUN"),
                    help="a budget's name for the legend, then its runs: dense models and MST ones of about equal "
                         "counted FLOPs, each with its header record; seeds of one width and peak are averaged")
     p.set_defaults(handler=isoflop)
 
-    p = commands.add_parser("regime", help="MST minus dense final loss vs tokens per parameter",
-                            usage="plot.py regime --pair SERIES MST_RUN DENSE_RUN [--pair ...] --out DIR [--title T]")
-    p.add_argument("--pair", action="append", nargs=3, required=True, metavar=("SERIES", "MST_RUN", "DENSE_RUN"),
-                   help="a series name (pairs of one series share a line), an MST run and the dense run of equal "
-                        "counted FLOPs, both with their header records; the x axis counts the dense run's tokens")
-    p.set_defaults(handler=regime)
-
-    for p in commands.choices.values():
-        p.add_argument("--out", required=True, metavar="DIR", help="folder for the PNGs (made if missing)")
+    for name, p in commands.choices.items():
+        if name in ("frontier", "isoflop"):
+            p.add_argument("--best-rate", action="store_true", help="of each family's runs (see rates), only those "
+                           "at its best rate")
+        if name != "rates":
+            p.add_argument("--out", required=True, metavar="DIR", help="folder for the PNGs (made if missing)")
         p.add_argument("--title", default="", metavar="T", help="second title line of every plot, e.g. the setup")
     args = parser.parse_args(argv)
-    if os.path.exists(args.out) and not os.path.isdir(args.out):
+    if args.command != "rates" and os.path.exists(args.out) and not os.path.isdir(args.out):
         fail(f"--out {args.out} is a file, not a folder")
     args.handler(args)
 

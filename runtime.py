@@ -6,18 +6,21 @@ and precision, token batches, the evaluation loss, and checkpoints.
 import argparse
 import ctypes
 import os
+import pickle
+import re
 import signal
 import sys
 import time
 import warnings
 import zipfile
 from contextlib import nullcontext
+from typing import NamedTuple
 
 import numpy as np
 import torch
 import torch.distributed as dist
 
-from model import GPT, GPTConfig
+from model import GPT, GPTConfig, keeps_every_pair
 from sparse import SparsitySchedule, apply_masks
 
 # sample.py and evaluate.py run the sparse patterns through FlexAttention uncompiled on CUDA: exact,
@@ -45,7 +48,9 @@ def fail(message):
 
 
 def first_line(e):
-    return (str(e).strip().splitlines() or [type(e).__name__])[0]
+    """The first line of an exception's message, without terminal escapes (torch bolds some words)."""
+    text = re.sub(r"\x1b\[[0-9;]*m", "", str(e)).strip()
+    return (text.splitlines() or [type(e).__name__])[0]
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -77,7 +82,8 @@ def autocast_for(device, dtype="auto"):
     """Training's numerics: bf16 autocast on CUDA where the GPU has it, fp32 on the CPU (bf16 there
     is slow and changes the numbers; fp32 is the reference)."""
     if dtype == "auto":
-        dtype = "bfloat16" if torch.device(device).type == "cuda" and torch.cuda.is_bf16_supported() else "float32"
+        on_gpu = torch.device(device).type == "cuda"
+        dtype = "bfloat16" if on_gpu and torch.cuda.is_bf16_supported() else "float32"
     if dtype == "float32":
         return nullcontext()
     return torch.autocast(torch.device(device).type, dtype=getattr(torch, dtype))
@@ -131,6 +137,13 @@ def data_root(data_dir=""):
     return os.path.abspath(data_dir or os.environ.get(DATA_DIR_VARIABLE) or os.path.join(PROJECT_DIR, "data"))
 
 
+def script(name):
+    """One of this project's scripts as a command typed in the working directory: `python sample.py`
+    in the project's folder, its absolute path from anywhere else."""
+    path = os.path.relpath(os.path.join(PROJECT_DIR, name))
+    return f"python {os.path.join(PROJECT_DIR, name) if path.startswith('..') else path}"
+
+
 def prepare_command(dataset, data_dir=""):
     """The prepare.py command that writes `dataset` where data_root(data_dir) looks for it, runnable
     from any working directory."""
@@ -142,14 +155,32 @@ def prepare_command(dataset, data_dir=""):
     return f"{command} tokens --train ... --val ... --name {dataset}{where}"
 
 
-def check_tokens(path, block_size, how=""):
+def check_tokens(path, block_size, how="", vocab_size=None):
     """A one-line reason the file cannot feed batches of block_size tokens, or None. `how` says how
-    to make a missing file."""
+    to make a missing file. With vocab_size, the whole file is read for its largest id (largest_token)."""
     if not os.path.isfile(path):
         return f"{path} not found" + (f": {how}" if how else "")
     if os.path.getsize(path) // 2 <= block_size:
-        return f"{path} holds {os.path.getsize(path) // 2} tokens, fewer than block_size + 1 = {block_size + 1}"
+        return (f"{path} holds {os.path.getsize(path) // 2} tokens, fewer than block_size + 1 = "
+                f"{block_size + 1}")
+    if vocab_size is not None:
+        top = largest_token(path)
+        if top >= vocab_size:
+            return out_of_vocabulary(path, top, vocab_size)
     return None
+
+
+def largest_token(path, chunk=1 << 24):
+    """The largest token id in a token file, read 16M tokens (32 MB) at a time, so that memory stays
+    flat however large the file."""
+    data = np.memmap(path, dtype=np.uint16, mode="r")
+    return max((int(data[i:i + chunk].max()) for i in range(0, len(data), chunk)), default=-1)
+
+
+def out_of_vocabulary(path, token, vocab_size):
+    """The one-line error for a token file that holds an id the model has no embedding for."""
+    return (f"{path} holds token id {token}, outside the model's vocabulary of {vocab_size} ids "
+            "(vocab_size): is it the dataset meant, tokenised for this model?")
 
 
 def draw_batches(path, n, batch_size, block_size, generator):
@@ -159,10 +190,15 @@ def draw_batches(path, n, batch_size, block_size, generator):
     return data, [torch.randint(len(data) - block_size, (batch_size,), generator=generator) for _ in range(n)]
 
 
-def read_batch(data, starts, block_size):
-    """Sequences of block_size tokens at `starts`, and their next-token targets (int64, CPU)."""
+def read_batch(data, starts, block_size, vocab_size=None):
+    """Sequences of block_size tokens at `starts`, and their next-token targets (int64, CPU). With
+    vocab_size, an id outside the vocabulary is one line (the embedding would raise an IndexError)."""
     x = np.stack([data[i:i + block_size] for i in starts.tolist()]).astype(np.int64)
     y = np.stack([data[i + 1:i + 1 + block_size] for i in starts.tolist()]).astype(np.int64)
+    if vocab_size is not None:
+        top = int(max(x.max(), y.max()))  # a batch's worth of tokens: nothing next to a step
+        if top >= vocab_size:
+            fail(out_of_vocabulary(data.filename, top, vocab_size))
     return torch.from_numpy(x), torch.from_numpy(y)
 
 
@@ -175,10 +211,7 @@ def estimate_loss(model, path, block_size, batch_size, eval_iters, seed, device,
     data, starts = draw_batches(path, eval_iters, batch_size, block_size, torch.Generator().manual_seed(seed))
     total = torch.zeros(2, device=device)
     for ix in starts[rank::world_size]:
-        x, y = read_batch(data, ix, block_size)
-        if max(x.max().item(), y.max().item()) >= vocab_size:
-            fail(f"{path} has token {max(x.max().item(), y.max().item())}, outside the model's vocabulary of "
-                 f"{vocab_size}: is it the dataset the model is for?")
+        x, y = read_batch(data, ix, block_size, vocab_size)
         with autocast_for(device, dtype):
             _, loss = model(x.to(device), y.to(device), attention)
         total += torch.stack([loss.float(), torch.ones((), device=device)])
@@ -188,27 +221,33 @@ def estimate_loss(model, path, block_size, batch_size, eval_iters, seed, device,
     return (total[0] / total[1]).item()
 
 
-def training_attention(model, schedule, step, device):
-    """What attention train.py uses at `step`: (mode name, window, forward's `attention`
-    argument, kept share of the causal pairs). A dense run passes schedule=None."""
+class StepAttention(NamedTuple):
+    """The attention of a training step: its pattern's name ('dense' or the model's hsa_mode), its local
+    window, forward's `attention` argument (None: dense, or not asked for) and the kept share of the
+    causal (query, key) pairs, which the FLOP count uses."""
+    mode: str
+    window: int
+    pattern: object
+    density: float
+
+    def label(self, configured_window, name=None):
+        """How the log names it: `name` (by default the mode), with /W where the window has grown
+        from the configured one."""
+        return (name or self.mode) + ("" if self.mode == "dense" or self.window == configured_window
+                                      else f"/{self.window}")
+
+
+def training_attention(model, schedule, step, device=None):
+    """The one place that decides the attention train.py uses at `step`, for the step, its log and
+    its FLOP count. A dense run passes schedule=None. Without a device the pattern is not built."""
     T = model.config.block_size
-    window = hsa_window_at(model, schedule, step)
-    pattern = model.hsa_pattern(T, device, window) if window is not None else None
-    if pattern is None:
-        return "dense", T, None, 1.0
-    return model.config.hsa_mode, window, pattern, model.attention_density(T, window)
-
-
-def hsa_window_at(model, schedule, step):
-    """The sparse pattern's window at `step`; None where the schedule keeps attention dense."""
     growth = schedule.hsa_window_growth(step) if schedule is not None else None
-    return model.hsa_window(model.config.block_size, growth) if growth is not None else None
-
-
-def attention_density_at(model, schedule, step):
-    """training_attention's kept share of causal pairs, without building the pattern."""
-    window = hsa_window_at(model, schedule, step)
-    return 1.0 if window is None else model.attention_density(model.config.block_size, window)
+    if growth is not None:
+        mode, window = model.config.hsa_mode, model.hsa_window(T, growth)
+        if not keeps_every_pair(mode, T, window):
+            pattern = model.hsa_pattern(T, device, window) if device is not None else None
+            return StepAttention(mode, window, pattern, model.attention_density(T, window))
+    return StepAttention("dense", T, None, 1.0)
 
 
 # -----------------------------------------------------------------------------
@@ -226,9 +265,17 @@ def save_checkpoint(state, path):
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except OSError as e:
-        previous = f"the previous checkpoint {path} is intact" if os.path.exists(path) else "nothing was saved"
-        fail(f"cannot save {path}: {e.strerror or first_line(e)}; {previous}")
+    except (OSError, RuntimeError) as e:
+        # torch's zip writer meets the file's OSError, then raises a RuntimeError of its own
+        # ("unexpected pos") while closing the archive: the OSError is what to report.
+        cause = e
+        while cause is not None and not isinstance(cause, OSError):
+            cause = cause.__cause__ or cause.__context__
+        if cause is None:
+            raise
+        previous = (f"the previous checkpoint {path} is intact" if os.path.exists(path)
+                    else "nothing was saved")
+        fail(f"cannot save {path}: {cause.strerror or first_line(cause)}; {previous}")
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
@@ -249,7 +296,13 @@ def read_checkpoint(path):
         fail(f"{path} is not a checkpoint (not a torch.save archive; a truncated file is not one either)")
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # truncated inside, unsafe to unpickle, ...
+    except pickle.UnpicklingError as e:
+        # torch's own message is many lines on how to load the file anyway; name what it refused
+        refused = re.search(r"Unsupported global: GLOBAL ([\w.]+)", str(e))
+        what = f" ({refused.group(1)})" if refused else ""
+        fail(f"{path} holds objects that loading with weights_only=True refuses{what}: it was not written by "
+             "train.py, or comes from a source not to be trusted, so it is not loaded")
+    except Exception as e:  # truncated inside, ...
         fail(f"cannot load {path}: {type(e).__name__}: {first_line(e)}")
     missing = [k for k in ("model", "model_config", "config", "iter_num", "schedule") if k not in checkpoint]
     if missing:

@@ -1,5 +1,5 @@
 """
-Mixed Sparsity Training: the sparsity schedule, the masks, prune-and-regrow, FLOP counting.
+Mixed Sparsity Training: the sparsity schedule, the masks, prune-and-regrow (FLOPs: flops.py).
 
 Vocabulary (RigL's):
   density        fraction of a weight matrix that is live (1 - sparsity)
@@ -33,18 +33,19 @@ EMBEDDING = "transformer.wte.weight"  # tied with lm_head: sparsifying it sparsi
 
 @dataclass
 class SparsitySchedule:
-    # The defaults are the paper's schedule; train.py's (README) are what the docmix study found best.
+    # The defaults are train.py's, so that code importing this file runs train.py's method (a test
+    # keeps them equal); config/mst_gpt2_paper.py holds the paper's schedule.
     max_iters: int
     sparsify_start: float = 0.0  # the phase boundaries, as fractions of max_iters
-    sparsify_end: float = 0.1
-    ultra_end: float = 0.8
+    sparsify_end: float = 0.03
+    ultra_end: float = 0.9
     restore_end: float = 1.0
     initial_sparsity: float = 0.0
-    peak_sparsity: float = 0.9
+    peak_sparsity: float = 0.8
     final_sparsity: float = 0.0
-    restoration_shape: str = "early"  # 'early': regrow mostly early; 'late': the sparsify ramp mirrored in time
+    restoration_shape: str = "early"  # 'early': regrow mostly early; 'late': the sparsify ramp mirrored
     update_interval: int = 100  # ΔT, in steps
-    drop_fraction: float = 0.3
+    drop_fraction: float = 0.0
     drop_schedule: str = "global"  # cosine over the whole sparse run, or restarted each phase
     hsa_phases: tuple = ("ultra",)
     hsa_window_follows_sparsity: bool = False
@@ -56,14 +57,16 @@ class SparsitySchedule:
                 raise ValueError(f"{name}={getattr(self, name)} must lie in [0, 1)")
         bounds = (self.sparsify_start, self.sparsify_end, self.ultra_end, self.restore_end)
         if not 0.0 <= bounds[0] <= bounds[1] <= bounds[2] <= bounds[3] <= 1.0:
-            raise ValueError("phase boundaries are fractions of max_iters and must satisfy 0 <= sparsify_start "
-                             "<= sparsify_end <= ultra_end <= restore_end <= 1, got " + " <= ".join(map(str, bounds)))
+            raise ValueError("phase boundaries are fractions of max_iters and must satisfy "
+                             "0 <= sparsify_start <= sparsify_end <= ultra_end <= restore_end <= 1, got "
+                             + " <= ".join(map(str, bounds)))
         for name in ("max_iters", "update_interval"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name}={getattr(self, name)} must be a positive number of steps")
         if not 0.0 <= self.drop_fraction <= 1.0:
             raise ValueError(f"drop_fraction={self.drop_fraction} must lie in [0, 1]")
-        for name, choices in (("restoration_shape", ("early", "late")), ("drop_schedule", ("global", "phase"))):
+        for name, choices in (("restoration_shape", ("early", "late")),
+                              ("drop_schedule", ("global", "phase"))):
             if getattr(self, name) not in choices:
                 raise ValueError(f"{name}={getattr(self, name)!r} must be one of {choices}")
         unknown = set(self.hsa_phases) - set(PHASES)
@@ -98,6 +101,17 @@ class SparsitySchedule:
         if phase == "restoration" and self.restoration_shape == "late":
             return s_to + (s_from - s_to) * (1.0 - u ** 3)
         return s_to + (s_from - s_to) * (1.0 - u) ** 3
+
+    def short_ramps(self):
+        """What to say of each ramp that moves the sparsity with fewer than two topology updates inside
+        it: only at an update do the masks follow the target, so such a ramp is a jump."""
+        ramps = {"sparsify": (self.bounds[0], self.bounds[1] - 1, self.initial_sparsity),
+                 "restoration": (self.bounds[2], self.last_update, self.final_sparsity)}
+        updates = {name: sum(self.is_update_step(t) for t in range(first, last + 1))
+                   for name, (first, last, other) in ramps.items() if other != self.peak_sparsity}
+        return [f"the {name} ramp holds {n} topology update(s) (update_interval={self.update_interval}): the "
+                "sparsity jumps rather than ramps; lengthen the ramp or update more often"
+                for name, n in updates.items() if n < 2]
 
     def is_update_step(self, step):
         return 0 < step <= self.last_update and (step % self.update_interval == 0 or step == self.last_update)
@@ -164,19 +178,22 @@ class MaskGroup:
 
 class MixedSparsity:
     """Owns the masks of a model and applies the MST schedule to them. embedding_max_sparsity: 0 leaves
-    the tied embedding / lm_head dense; above 0 it takes its ER share, but never sparser than this."""
+    the tied embedding / lm_head dense; above 0 it takes its ER share, but never sparser than this.
+    The defaults are train.py's, as SparsitySchedule's are."""
 
     def __init__(self, model, schedule, distribution="erdos_renyi", grow_mode="mixed",
-                 grow_gradient_share=0.75, embedding_max_sparsity=0.0, seed=0):
+                 grow_gradient_share=0.75, embedding_max_sparsity=1.0, grown_adam_state="zero", seed=0):
         if grow_mode not in GROW_MODES:
             raise ValueError(f"grow_mode={grow_mode!r} must be one of {GROW_MODES}")
+        if grown_adam_state not in ("zero", "gradient"):
+            raise ValueError(f"grown_adam_state={grown_adam_state!r} must be 'zero' or 'gradient'")
         if not 0.0 <= grow_gradient_share <= 1.0:
             raise ValueError(f"grow_gradient_share={grow_gradient_share} must lie in [0, 1]")
         if not 0.0 <= embedding_max_sparsity <= 1.0:
             raise ValueError(f"embedding_max_sparsity={embedding_max_sparsity} must lie in [0, 1]")
         self.schedule, self.distribution = schedule, distribution
         self.grow_mode, self.grow_gradient_share = grow_mode, grow_gradient_share
-        self.embedding_max_sparsity = embedding_max_sparsity
+        self.embedding_max_sparsity, self.grown_adam_state = embedding_max_sparsity, grown_adam_state
         by_shape = {}
         for name, p in sparse_parameters(model, include_embedding=embedding_max_sparsity > 0):
             by_shape.setdefault((name == EMBEDDING, tuple(p.shape)), []).append((name, p))
@@ -196,7 +213,8 @@ class MixedSparsity:
 
     def density(self):
         """Live fraction over all sparse weights, from the exact counts."""
-        return sum(g.live * len(g.params) for g in self.groups) / sum(g.numel * len(g.params) for g in self.groups)
+        live = sum(g.live * len(g.params) for g in self.groups)
+        return live / sum(g.numel * len(g.params) for g in self.groups)
 
     def layer_densities(self):
         return {name: g.live / g.numel for g in self.groups for name in g.names}
@@ -258,12 +276,18 @@ class MixedSparsity:
                 scores.masked_fill_(old | new, -1.0)
                 new.scatter_(1, torch.topk(scores, n_grow - n_by_gradient, dim=1).indices, True)
             reset = ~(old & new)  # pruned, grown, and still dead: all must hold exact zeros
+            grown = new & ~old
             for i, p in enumerate(g.params):
                 p.masked_fill_(reset[i].view_as(p), 0.0)
                 state = optimizer.state.get(p, {}) if optimizer is not None else {}
                 for moment in ("exp_avg", "exp_avg_sq"):
                     if moment in state:
                         state[moment].masked_fill_(reset[i].view_as(p), 0.0)
+                if self.grown_adam_state == "gradient" and "exp_avg_sq" in state:
+                    # From a cold second moment a grown weight's first step is its largest, 0.45 of
+                    # a full one (a settled weight with noisy gradients takes ~0.2). Seeded with its
+                    # gradient squared, its steps ramp up as 1 - beta1^k instead: a warm-up.
+                    state["exp_avg_sq"].add_(p.grad.square().masked_fill_(~grown[i].view_as(p), 0.0))
             g.mask.copy_(new)
             g.live = n_live - n_prune + n_grow
             changed += (n_prune + n_grow) * len(g.params)
@@ -289,6 +313,28 @@ class MixedSparsity:
         self.generator.set_state(state["generator"])
 
 
+def optimizer_groups(model, weight_decay, sparsity=None):
+    """AdamW's parameter groups: matrices and embeddings decay, biases and norm gains do not. Given
+    `sparsity`, the weights of each mask group form a group of their own, so that set_learning_rate
+    can give them a rate of their own."""
+    masked = {id(p) for g in sparsity.groups for p in g.params} if sparsity is not None else set()
+    groups = [{"params": [p for p in model.parameters() if p.dim() >= 2 and id(p) not in masked],
+               "weight_decay": weight_decay},
+              {"params": [p for p in model.parameters() if p.dim() < 2], "weight_decay": 0.0}]
+    for i, g in enumerate(sparsity.groups if sparsity is not None else []):
+        groups.append({"params": list(g.params), "weight_decay": weight_decay, "mask_group": i})
+    return groups
+
+
+def set_learning_rate(optimizer, lr, sparsity=None):
+    """Every group at `lr`, but a mask group (optimizer_groups) at lr / its density: SμPar's rule for
+    Adam (Dey et al. 2024), under which a layer whose inputs are a share d live moves its outputs as
+    far per step as the dense layer. The density is the live one, so the rate follows the phases."""
+    for group in optimizer.param_groups:
+        i = group.get("mask_group")
+        group["lr"] = lr if i is None else lr * sparsity.groups[i].numel / max(sparsity.groups[i].live, 1)
+
+
 def optimizer_step(optimizer, parameters, sparsity=None, grad_clip=0.0):
     """One optimizer step under MST's masks: gradients are masked before clipping and the step, so the
     clipping norm sees only live gradients and dead weights' Adam moments stay 0; weights are masked
@@ -311,58 +357,3 @@ def apply_masks(model, masks):
         if name not in params or params[name].numel() != mask.numel():
             raise ValueError(f"the sparsity mask of {name} does not fit the model")
         params[name].mul_(mask.view_as(params[name]).to(params[name].device))
-
-
-# -- FLOPs -------------------------------------------------------------------------------
-# Training FLOPs (forward + backward) per token, counted from the densities, as the paper does:
-# it assumes kernels that skip zeros. Layer norms, softmax and the embedding lookup are left out.
-
-def linear_training_flops(numel, density=1.0, dense_weight_gradient=False):
-    """A Linear with N weights at density d: 2Nd forward, 2Nd for the input gradient, and 2Nd for the
-    weight gradient, or 2N on a step that reads the dense gradient (every topology update unless
-    growing is only random, also those that only prune: a slight over-count, never an under-count)."""
-    return 4 * numel * density + 2 * numel * (1.0 if dense_weight_gradient else density)
-
-
-def attention_training_flops(n_layer, n_embd, seq_len, density=1.0):
-    """QK^T and AV, forward 4 and backward 8 FLOPs per (query, key) pair and channel, over the
-    (seq_len + 1) / 2 keys of a causal query on average, scaled by the pattern's density."""
-    return n_layer * 12 * n_embd * density * (seq_len + 1) / 2
-
-
-def training_flops_per_token(model, seq_len, densities=None, attention_density=1.0, dense_weight_gradient=False):
-    """The model's training FLOPs per token: every block Linear and the (tied) output layer at its
-    density in `densities` ({name: density}; absent names are dense), plus attention."""
-    densities = densities or {}
-    flops = attention_training_flops(model.config.n_layer, model.config.n_embd, seq_len, attention_density)
-    for name, p in sparse_parameters(model, include_embedding=True):
-        flops += linear_training_flops(p.numel(), densities.get(name, 1.0), dense_weight_gradient)
-    return flops
-
-
-def planned_flops_per_token(schedule, sparsity, model, seq_len, attention_density_at, dense_weight_gradient=True):
-    """A run's counted FLOPs per token summed over its steps, known before it runs, since every update
-    lands each layer on its target. attention_density_at(step): the kept share of causal pairs."""
-    counts, per_step, total = sparsity.target_counts(schedule.target_sparsity(0)), {}, 0.0
-    for step in range(schedule.max_iters):
-        update = schedule.is_update_step(step)
-        key = (tuple(counts), attention_density_at(step), update and dense_weight_gradient)
-        if key not in per_step:
-            densities = {n: c / g.numel for g, c in zip(sparsity.groups, counts) for n in g.names}
-            per_step[key] = training_flops_per_token(model, seq_len, densities, *key[1:])
-        total += per_step[key]
-        if update:  # after the step's count, as in train.py
-            counts = sparsity.target_counts(schedule.update_target(step))
-    return total
-
-
-def peak_sparsity_for(flops_at_peak, budget):
-    """The peak in [0, 0.999] at which flops_at_peak(peak), falling as the peak rises, meets `budget`."""
-    low, high = 0.0, 0.999
-    if not flops_at_peak(high) <= budget <= flops_at_peak(low):
-        raise ValueError(f"{budget:.4g} FLOPs are out of reach: the run counts {flops_at_peak(high):.4g} at peak "
-                         f"sparsity 0.999 and {flops_at_peak(low):.4g} dense")
-    for _ in range(20):
-        mid = (low + high) / 2
-        low, high = (mid, high) if flops_at_peak(mid) > budget else (low, mid)
-    return round(high, 6)

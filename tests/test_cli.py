@@ -47,11 +47,19 @@ def help_text(flag, monkeypatch):
 def test_help_lists_every_setting_with_its_default_and_comment(monkeypatch):
     text = help_text("--help", monkeypatch)
     assert help_text("-h", monkeypatch) == text
-    shown = {}  # key -> (default as written, the rest of its line)
+    shown, key = {}, None  # key -> (default as written, its description, joined from its lines)
     for line in text.splitlines():
-        match = re.match(r"  --(\w+)=(\S+)\s*(.*)$", line)
+        assert len(line) <= 100, line
+        match = re.match(r"  --(\w+)=(\S+)( {2,}(\S.*))?$", line)
         if match:
-            shown[match.group(1)] = match.group(2), match.group(3)
+            key = match.group(1)
+            assert match.group(4) is None or line.index(match.group(4)) == 38, line  # its own column
+            shown[key] = match.group(2), match.group(4) or ""
+        elif line.startswith(" " * 38) and key:  # the description goes on
+            shown[key] = shown[key][0], f"{shown[key][1]} {line.strip()}".strip()
+        else:
+            key = None
+    assert all(description for _, description in shown.values()), shown  # every setting says what it is
     defaults = settings_in_source()
     assert sorted(shown) == sorted(defaults) and "learning_rate" in shown and "data_dir" in shown
     for key, default in defaults.items():

@@ -159,6 +159,26 @@ def test_bad_input_is_one_line(runs, tmp_path, one_line_error):
         assert says in one_line_error(evaluate.main, args)
 
 
+def test_a_json_file_that_cannot_be_written_is_one_line(runs, tmp_path, capsys):
+    missing = str(tmp_path / "no" / "such" / "x.json")
+    data_dir = str(runs["root"] / "data")
+    for args in (["loss", "--ckpt", runs["dense"], "--data_dir", data_dir], ["report", "--ckpt", runs["dense"]]):
+        with pytest.raises(SystemExit) as exit_info:  # refused before any work: nothing printed
+            evaluate.main([*args, "--json", missing])
+        out, err = capsys.readouterr()
+        assert exit_info.value.code == 2 and out == ""
+        assert err == f"error: --json={missing}: the folder {tmp_path / 'no' / 'such'} does not exist\n"
+    with pytest.raises(SystemExit):
+        evaluate.main(["report", "--ckpt", runs["dense"], "--json", str(tmp_path)])
+    assert capsys.readouterr().err == f"error: --json={tmp_path} is a folder, not a file\n"
+    if os.path.exists("/dev/full"):  # a write that fails after the check: the results, then one line
+        with pytest.raises(SystemExit) as exit_info:
+            evaluate.main(["report", "--ckpt", runs["dense"], "--json", "/dev/full"])
+        out, err = capsys.readouterr()
+        assert exit_info.value.code == 2 and "density of the sparsified weights" in out
+        assert err == "error: cannot write /dev/full: No space left on device\n"
+
+
 def test_command_line_errors_have_no_traceback(tmp_path):
     result = subprocess.run([sys.executable, os.path.join(REPO, "evaluate.py"), "report", "--ckpt",
                              str(tmp_path / "missing.pt")], capture_output=True, text=True, cwd=tmp_path,

@@ -2,7 +2,6 @@
 import glob
 import json
 import os
-import re
 import struct
 import subprocess
 import sys
@@ -23,9 +22,9 @@ def mst_phase(step):
 
 
 def write_run(path, mst, max_iters=100, eval_interval=25, log_interval=10, header=True, params=1000,
-              tokens_per_iter=8192, train_tokens=500_000, loss_offset=None, settings=None):
+              tokens_per_iter=8192, train_tokens=500_000, loss_offset=None, settings=None, flops_per_step=3e12):
     """train.py's record order: the header, then the eval of step s (before training it), then the log record
-    after step s."""
+    after step s. The final val loss is 10 / (1 + max_iters / 10) + loss_offset."""
     header = {"run": {"max_iters": max_iters, "n_layer": 2, "n_embd": 64, "dataset": "synthetic", "mst": mst,
                       **(settings or {})},
               "params": params, "tokens_per_iter": tokens_per_iter, "train_tokens": train_tokens,
@@ -44,8 +43,8 @@ def write_run(path, mst, max_iters=100, eval_interval=25, log_interval=10, heade
                             "flops_dense": flops_dense})
         if step == max_iters:
             break
-        flops_dense += 3e12
-        flops += 3e12 * (1 - 0.75 * target) if mst else 3e12
+        flops_dense += flops_per_step
+        flops += flops_per_step * (1 - 0.75 * target) if mst else flops_per_step
         if step % log_interval == 0 or step == max_iters - 1:
             ms = 500.0 if step == 0 else 40.0 + step % 7
             records.append({"step": step, "loss": 3.0, "lr": 1e-3, "phase": phase, "target_sparsity": target,
@@ -152,7 +151,6 @@ def test_bad_input_is_a_one_line_error(tmp_path, content):
     ["RUN"],  # no subcommand: the command line from before curves
     ["curves"],
     ["frontier", "--family", "dense"],  # a family with no run
-    ["regime", "--pair", "label", "RUN"],  # a pair without its dense run
 ])
 def test_bad_command_lines_are_one_line_errors(tmp_path, args):
     write_run(str(tmp_path / "run.jsonl"), mst=False)
@@ -189,16 +187,29 @@ def test_resumed_run_keeps_the_later_records_and_header(tmp_path):
     assert run["evals"][-1]["val_loss"] == pytest.approx(records[-1]["val_loss"] - 1)
 
 
-def test_committed_results_use_the_new_names():
+def test_committed_results_are_readable_runs():
     names = sorted(glob.glob(os.path.join(REPO, "results", "**", "*.jsonl"), recursive=True))
-    plotted = {os.path.join(REPO, "results", "docmix", path) for path in
-               re.findall(r"(\d+m/[\w.]+\.jsonl)", open(os.path.join(REPO, "results", "docmix", "plots.sh")).read())}
-    assert len(plotted) > 10 and plotted <= set(names)  # every run the plots draw is committed
+    assert len(names) > 10
     for name in names:
         run = plot.load_run(name)
         phases = {r["phase"] for r in run["evals"] + run["logs"]}
         assert phases <= {"initial", "sparsify", "ultra", "restoration", "final", "dense"}, (name, phases)
         assert plot.summarize(run)["flops"] > 0
+
+
+def test_committed_dense_runs_are_one_family_at_every_rate():
+    """The committed 12 x 128 runs, made months apart (older headers lack newer settings, which ran at their
+    defaults; other out_dirs and min_lr), are one family; its best rate is bracketed."""
+    paths = sorted(glob.glob(os.path.join(REPO, "results", "docmix", "0078x", "dense_12x128_*.jsonl")))
+    finals = {}
+    for path in paths:
+        run = plot.load_run(path)
+        finals.setdefault(run["header"]["run"]["learning_rate"], []).append(run["evals"][-1]["val_loss"])
+    [budget] = plot.sweep([plot.load_run(path) for path in paths])
+    [family] = budget["families"]
+    assert family["name"] == "dense 12x128" and len(finals) >= 5 and family["bracketed"]
+    assert family["means"] == pytest.approx({rate: sum(v) / len(v) for rate, v in finals.items()})
+    assert family["best"] == min(finals, key=lambda rate: sum(finals[rate]) / len(finals[rate]))
 
 
 def test_spans_of_phases():
@@ -267,52 +278,211 @@ def test_isoflop(tmp_path):
     assert result.returncode == 2 and "has no header record" in result.stderr
 
 
-def test_regime(tmp_path):
-    gpt = {"vocab_size": 1000, "block_size": 24}  # with n_embd 64: 65,536 embedding parameters
-    pairs = [  # (series, MST run's records, dense run's records)
-        ("small", write_run(str(tmp_path / "mst_a.jsonl"), mst=True, params=99_000, settings=gpt),
-         write_run(str(tmp_path / "dense_a.jsonl"), mst=False, params=81_536, settings=gpt)),
-        ("other", write_run(str(tmp_path / "mst_c.jsonl"), mst=True, params=99_000, settings=gpt, loss_offset=0.05),
-         write_run(str(tmp_path / "dense_c.jsonl"), mst=False, params=81_536, settings=gpt)),
-        ("small", write_run(str(tmp_path / "mst_b.jsonl"), mst=True, max_iters=50, params=99_000, settings=gpt,
-                            tokens_per_iter=4096, loss_offset=0.05),
-         write_run(str(tmp_path / "dense_b.jsonl"), mst=False, max_iters=50, params=81_536, settings=gpt,
-                   tokens_per_iter=4096)),
-    ]
-    out = tmp_path / "plots"
-    result = run_plot("regime", *[arg for series, name in zip(("small", "other", "small"), "acb")
-                                  for arg in ("--pair", series, str(tmp_path / f"mst_{name}.jsonl"),
-                                              str(tmp_path / f"dense_{name}.jsonl"))],
-                      "--out", str(out), "--title", "synthetic")
+# -----------------------------------------------------------------------------
+# rates, and --best-rate
+
+DENSE_2x64 = {"mst": False, "n_layer": 2, "n_embd": 64, "n_head": 1}
+DENSE_4x48 = {"mst": False, "n_layer": 4, "n_embd": 48, "n_head": 1}
+MST_2x96 = {"mst": True, "n_layer": 2, "n_embd": 96, "n_head": 2, "peak_sparsity": 0.4321, "flops_budget": 3e14,
+            "drop_fraction": 0.0}
+SWEEP = [  # (family settings, max_iters, peak rate, seed, loss offset); train.py's final val loss is 10 / 11 + offset
+    (DENSE_2x64, 100, 1e-3, 1337, 0.50), (DENSE_2x64, 100, 1e-3, 2, 0.54), (DENSE_2x64, 100, 2e-3, 1337, 0.30),
+    (DENSE_2x64, 100, 2e-3, 2, 0.36), (DENSE_2x64, 100, 4e-3, 1337, 0.40),
+    (DENSE_4x48, 100, 1e-3, 1337, 0.45), (DENSE_4x48, 100, 2e-3, 1337, 0.38), (DENSE_4x48, 100, 4e-3, 1337, 0.31),
+    (DENSE_4x48, 100, 4e-3, 2, 0.33),
+    (MST_2x96, 100, 5e-4, 1337, 0.35), (MST_2x96, 100, 1e-3, 1337, 0.25), (MST_2x96, 100, 1e-3, 2, 0.27),
+    (MST_2x96, 100, 2e-3, 1337, 0.28),
+    (dict(MST_2x96, drop_fraction=0.3), 100, 1e-3, 1337, 0.60),
+    (DENSE_2x64, 50, 1e-3, 1337, 0.20), (DENSE_2x64, 50, 2e-3, 1337, 0.10),  # half the FLOPs: a second budget
+]
+
+
+def write_sweep(tmp_path, sweep=SWEEP):
+    """One metrics file a run; the MST runs count 1% fewer FLOPs than the dense ones, within one budget."""
+    paths = []
+    for i, (family, max_iters, rate, seed, offset) in enumerate(sweep):
+        path = str(tmp_path / f"run{i}.jsonl")
+        # out_dir, min_lr and eval_interval differ from run to run: they make no family
+        write_run(path, mst=False, max_iters=max_iters, loss_offset=offset, eval_interval=25 + i,
+                  flops_per_step=3e12 * (0.99 if family["mst"] else 1.0),
+                  settings=dict(family, learning_rate=rate, min_lr=rate / (10 + i), seed=seed, out_dir=f"out/{i}"))
+        paths.append(path)
+    return paths
+
+
+def test_rates_table(tmp_path):
+    paths = write_sweep(tmp_path)
+    records = [json.loads(line) for line in open(paths[2])]
+    with open(paths[2], "a") as f:  # resumed at step 75: a second header, then the records from there on
+        f.write(json.dumps({**records[0], "run": dict(records[0]["run"], init_from="resume"), "resumed_at": 75}) + "\n")
+        f.writelines(json.dumps(r) + "\n" for r in records[1:] if r["step"] >= 75)
+    out = tmp_path / "plots" / "rates.png"
+    result = run_plot("rates", *paths, "--out", str(out), "--reference-flops=6e14", "--title", "synthetic")
     assert result.returncode == 0, result.stderr
-    assert_png(out / "regime.png")
-
+    assert_png(out)
     header, *rows = table(result.stdout)
-    assert header == ["pair", "tokens/param", "tokens/non-emb param", "epochs", "MST val loss", "MST FLOPs",
-                      "dense val loss", "dense FLOPs", "FLOPs MST/dense", "MST - dense"]
-    assert [row[0] for row in rows] == [series for series, _, _ in pairs]
-    for row, (_, mst, dense) in zip(rows, pairs):
-        (mst_loss, mst_flops), (dense_loss, dense_flops) = final(mst), final(dense)
-        assert row[4:] == [f"{mst_loss:.3f}", f"{mst_flops:.3e}", f"{dense_loss:.3f}", f"{dense_flops:.3e}",
-                           f"{mst_flops / dense_flops:.3f}x", f"{mst_loss - dense_loss:+.3f}"]
-    # by hand, from the dense run: 100 steps x 8192 tokens over 81,536 parameters, 16,000 of them outside the
-    # embeddings, and a 500,000-token training set; then 50 x 4096
-    assert [row[1:4] for row in rows] == [["10.05", "51.2", "1.64"], ["10.05", "51.2", "1.64"],
-                                          ["2.512", "12.8", "0.41"]]
-    assert [row[-1][0] for row in rows] == ["+", "-", "-"]  # MST's offset 0.43 against dense's 0.12, then 0.05
+    assert header == ["budget", "family", "best rate", "bracketed", "seeds", "final val loss by seed", "mean",
+                      "next lower rate", "next higher rate", "vs best family"]
+    big, small = 10 / 11, 10 / 6  # the final loss of 100 and of 50 steps, less the offset
+    mst, dense4, dense2 = big + (0.25 + 0.27) / 2, big + (0.31 + 0.33) / 2, big + (0.30 + 0.36) / 2
+    assert rows == [
+        # 50 steps: 1.5e14 of 6e14 FLOPs; two rates only, so the better one is not bracketed
+        ["0.25x", "dense 2x64, max_iters=50", "2e-3", "**no**", "1", f"1337: {small + 0.10:.3f}",
+         f"{small + 0.10:.3f}", f"1e-3: {small + 0.20:.3f}", "none", "best"],
+        # 100 steps: 3e14 FLOPs, the MST runs' 2.97e14 within 2%; families by their mean at their best rate
+        ["0.50x", "MST 2x96 @0.43", "1e-3", "yes", "2", f"1337: {big + 0.25:.3f}, 2: {big + 0.27:.3f}", f"{mst:.3f}",
+         f"5e-4: {big + 0.35:.3f}", f"2e-3: {big + 0.28:.3f}", "best"],
+        ["0.50x", "dense 4x48", "4e-3", "**no**", "2", f"1337: {big + 0.31:.3f}, 2: {big + 0.33:.3f}",
+         f"{dense4:.3f}", f"2e-3: {big + 0.38:.3f}", "none", f"+{dense4 - mst:.3f}"],  # best at the top rate
+        ["0.50x", "dense 2x64", "2e-3", "yes", "2", f"1337: {big + 0.30:.3f}, 2: {big + 0.36:.3f}", f"{dense2:.3f}",
+         f"1e-3: {big + 0.52:.3f}", f"4e-3: {big + 0.40:.3f}", f"+{dense2 - mst:.3f}"],
+        ["0.50x", "MST 2x96 @0.43, drop_fraction=0.3", "1e-3", "**no**", "1", f"1337: {big + 0.60:.3f}",
+         f"{big + 0.60:.3f}", "none", "none", f"+{0.60 - 0.26:.3f}"],  # one rate
+    ]
+    assert "Best rate: the lowest mean final val loss over the seeds run at that rate" in result.stdout
 
 
-@pytest.mark.parametrize("broken", ["mst without header", "dense without header", "dense without vocab_size"])
-def test_regime_needs_both_headers(tmp_path, broken):
-    gpt = {"vocab_size": 1000, "block_size": 24}
-    write_run(str(tmp_path / "mst.jsonl"), mst=True, header=broken != "mst without header", settings=gpt)
-    write_run(str(tmp_path / "dense.jsonl"), mst=False, header=broken != "dense without header",
-              settings={} if broken == "dense without vocab_size" else gpt)
-    out = tmp_path / "plots"
-    result = run_plot("regime", "--pair", "x", str(tmp_path / "mst.jsonl"), str(tmp_path / "dense.jsonl"),
-                      "--out", str(out))
+def test_rates_table_file_and_budgets_by_flops(tmp_path):
+    paths = write_sweep(tmp_path)
+    table_path, out = tmp_path / "tables" / "rates.md", tmp_path / "rates.png"
+    result = run_plot("rates", *paths, "--out", str(out), "--table", str(table_path))
+    assert result.returncode == 0, result.stderr
+    assert "|" not in result.stdout and str(table_path) in result.stdout
+    assert_png(out)
+    rows = table(table_path.read_text())[1:]
+    assert [row[0] for row in rows] == ["1.500e+14 counted FLOPs"] + ["3.000e+14 counted FLOPs"] * 4
+
+
+def test_rates_family_names_follow_the_runs_given(tmp_path):
+    """Without the 100-step dense families, 50 steps is what most dense families ran, and no longer named."""
+    sweep = [s for s in SWEEP if s[0]["mst"] or s[1] == 50]
+    result = run_plot("rates", *write_sweep(tmp_path, sweep), "--out", str(tmp_path / "rates.png"))
+    assert result.returncode == 0, result.stderr
+    assert [row[1] for row in table(result.stdout)[1:]] == ["dense 2x64", "MST 2x96 @0.43",
+                                                             "MST 2x96 @0.43, drop_fraction=0.3"]
+
+
+def test_rates_family_names_keep_a_lever_named_when_most_families_pull_it(tmp_path):
+    """Two MST families with drop_fraction=0.3 and one at train.py's default 0.0: the lever is what is named."""
+    sweep = [s for s in SWEEP if s[0]["mst"]] + [(dict(MST_2x96, drop_fraction=0.3, n_embd=80), 100, 1e-3, 1337, 0.7)]
+    result = run_plot("rates", *write_sweep(tmp_path, sweep), "--out", str(tmp_path / "rates.png"))
+    assert result.returncode == 0, result.stderr
+    assert [row[1] for row in table(result.stdout)[1:]] == ["MST 2x96 @0.43", "MST 2x96 @0.43, drop_fraction=0.3",
+                                                             "MST 2x80 @0.43, drop_fraction=0.3"]
+
+
+def test_rates_families_that_share_a_name_get_what_tells_them_apart(tmp_path):
+    sweep = [(DENSE_2x64, 100, 1e-3, 1337, 0.5), (dict(DENSE_2x64, n_head=2), 100, 1e-3, 1337, 0.4)]
+    result = run_plot("rates", *write_sweep(tmp_path, sweep), "--out", str(tmp_path / "rates.png"))
+    assert result.returncode == 0, result.stderr
+    assert [row[1] for row in table(result.stdout)[1:]] == ["dense 2x64, n_head=2", "dense 2x64, n_head=1"]
+
+
+@pytest.mark.parametrize("broken", ["no header", "same seed twice", "unfinished", "not a png", "zero reference"])
+def test_rates_bad_input_is_a_one_line_error(tmp_path, broken):
+    paths = write_sweep(tmp_path, SWEEP[:3])
+    out = tmp_path / "plots" / ("rates.svg" if broken == "not a png" else "rates.png")
+    if broken == "no header":
+        write_run(paths[1], mst=False, header=False)
+    elif broken == "same seed twice":
+        paths.append(write_sweep(tmp_path / "again", SWEEP[:1])[0])
+    elif broken == "unfinished":  # the header says 100 steps; the records stop after the eval of step 50
+        lines = open(paths[0]).read().splitlines()  # evaluated every 25 steps
+        last = max(i for i, line in enumerate(lines) if '"val_loss"' in line and '"step": 50,' in line)
+        open(paths[0], "w").write("\n".join(lines[:last + 1]) + "\n")
+    result = run_plot("rates", *paths, "--out", str(out), *["--reference-flops=0"] * (broken == "zero reference"))
     assert_one_line_error(result)
-    culprit = "mst.jsonl" if broken.startswith("mst") else "dense.jsonl"
-    assert str(tmp_path / culprit) in result.stderr
-    assert ("vocab_size" if broken.endswith("vocab_size") else "header") in result.stderr
-    assert not out.exists()
+    culprit = {"no header": "no header record", "same seed twice": "one family at one rate and seed",
+               "unfinished": "ends at step 50 of 100", "not a png": "not a .png",
+               "zero reference": "must be a positive number"}[broken]
+    assert culprit in result.stderr
+    assert not out.parent.exists()
+
+
+def test_isoflop_and_frontier_at_best_rates(tmp_path):
+    paths = write_sweep(tmp_path)
+    best = [paths[i] for i in (2, 3, 7, 8, 10, 11, 13)]  # by hand from SWEEP: each 100-step family's best rate
+    result = run_plot("isoflop", "--budget", "all", *paths[:14], "--best-rate", "--out", str(tmp_path / "iso"))
+    assert result.returncode == 0, result.stderr
+    assert_png(tmp_path / "iso" / "isoflop.png")
+    assert sorted(row[1] for row in table(result.stdout)[1:]) == sorted(os.path.basename(p)[:-6] for p in best)
+    result = run_plot("frontier", "--family", "dense", *paths[:9], *paths[14:], "--family", "MST", *paths[9:14],
+                      "--best-rate", "--out", str(tmp_path / "frontier"))
+    assert result.returncode == 0, result.stderr
+    labels = [row[1] for row in table(result.stdout)[1:]]
+    assert sorted(labels) == sorted(os.path.basename(p)[:-6] for p in best + [paths[15]])  # and 50 steps' best
+    result = run_plot("isoflop", "--budget", "all", *paths[:14], "--out", str(tmp_path / "iso"))
+    assert len(table(result.stdout)) - 1 == 14  # without --best-rate, every run
+
+
+def test_rate_text():
+    assert [plot.rate_text(r) for r in (6e-4, 1.2e-3, 2.4e-3, 1e-2, 0.5)] == ["6e-4", "1.2e-3", "2.4e-3", "1e-2",
+                                                                             "5e-1"]
+
+
+# -----------------------------------------------------------------------------
+# point labels
+
+
+def label_geometry(fig):
+    """The label boxes, the axes box, the lines' vertices and 400 points along each of their segments, and
+    the marker centres, in pixels, as the saved figure has them."""
+    ax = fig.axes[0]
+    renderer = fig.canvas.get_renderer()
+    boxes = [t.get_window_extent(renderer) for t in ax.texts if t.get_text()]
+    along, markers = [], []
+    for line in ax.lines:
+        xy = line.get_transform().transform(line.get_xydata())
+        if line.get_linestyle() not in ("None", ""):
+            along += [a + (b - a) * t / 400 for a, b in zip(xy, xy[1:]) for t in range(401)]
+        if line.get_marker() not in ("None", ""):
+            markers += list(xy)
+    return boxes, ax.bbox, along, markers
+
+
+def test_curves_name_runs_in_a_legend(tmp_path, monkeypatch):
+    """Curves cross, so the runs are named in a legend, one entry a run, not beside the lines."""
+    for name in ("a", "b", "c"):
+        write_run(str(tmp_path / f"{name}.jsonl"), mst=name == "c")
+    figures = []
+    monkeypatch.setattr(plot.plt, "close", figures.append)
+    plot.main(["curves", *(str(tmp_path / f"{n}.jsonl") for n in "abc"), "--out", str(tmp_path / "plots")])
+    by_step, by_flops = (fig.axes[0] for fig in figures[:2])
+    entries = [[t.get_text().split(":")[0] for t in ax.get_legend().get_texts()] for ax in (by_step, by_flops)]
+    # the FLOPs plot adds the reference's final loss: 10 / 11 + write_run's dense offset
+    assert entries == [["a", "b", "c"], ["a", "b", "c", f"a final val loss ({10 / 11 + 0.1234:.3f})"]]
+    assert not by_step.texts and not by_flops.texts
+
+
+def test_frontier_labels_do_not_overlap(tmp_path, monkeypatch):
+    """Close points of two families, as mst_tiny (5.980 at 2.34e12) and a dense model 32 wide (5.951 at
+    2.47e12): each label clear of the others, of every line and marker, and inside the axes."""
+    specs = {"mst_tiny": (100, 0.14, 2.9e12), "dense32": (100, 0.12, 3e12), "dense28": (100, 0.2, 2.8e12),
+             "dense_tiny": (300, 0.1, 3.2e12), "dense72": (30, 0.1, 3e12)}
+    for name, (iters, offset, per_step) in specs.items():
+        write_run(str(tmp_path / f"{name}.jsonl"), mst=False, max_iters=iters, loss_offset=offset,
+                  flops_per_step=per_step)
+    figures = []
+    monkeypatch.setattr(plot.plt, "close", figures.append)
+    plot.main(["frontier", "--family", "dense, 240 steps", *(str(tmp_path / f"{n}.jsonl") for n in
+                                                            ("dense28", "dense32", "dense_tiny")),
+               "--family", "dense, 72 steps", str(tmp_path / "dense72.jsonl"),
+               "--family", "MST", str(tmp_path / "mst_tiny.jsonl"), "--out", str(tmp_path / "plots")])
+    boxes, axes_box, along, markers = label_geometry(figures[0])
+    assert len(boxes) == 5
+    for i, box in enumerate(boxes):
+        assert axes_box.x0 <= box.x0 and box.x1 <= axes_box.x1 and axes_box.y0 <= box.y0 and box.y1 <= axes_box.y1
+        assert not any(box.overlaps(other) for other in boxes[i + 1:]), i
+        assert not any(box.contains(x, y) for x, y in along), ("a line crosses", i)
+        assert not any(box.contains(x, y) for x, y in markers), ("covers a marker", i)
+
+
+def test_rates_a_header_without_a_setting_ran_its_default(tmp_path):
+    """A run from before a setting existed joins the family of runs that hold its train.py default, and
+    not the family of another value."""
+    assert plot.TRAIN_DEFAULTS["grown_adam_state"] == "zero"
+    sweep = [(MST_2x96, 100, 1e-3, 1337, 0.3), (dict(MST_2x96, grown_adam_state="zero"), 100, 2e-3, 1337, 0.2),
+             (dict(MST_2x96, grown_adam_state="gradient"), 100, 2e-3, 1337, 0.1)]
+    [budget] = plot.sweep([plot.load_run(path) for path in write_sweep(tmp_path, sweep)])
+    assert sorted((f["name"], list(f["means"])) for f in budget["families"]) == [
+        ("MST 2x96 @0.43", [1e-3, 2e-3]), ("MST 2x96 @0.43, grown_adam_state=gradient", [2e-3])]

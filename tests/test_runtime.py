@@ -1,6 +1,7 @@
 """runtime.py: checkpoints read with one-line errors, the evaluation loss against a loss written out
 by hand, token files, and the attention train.py uses at a step."""
 
+import argparse
 import math
 
 import numpy as np
@@ -43,6 +44,17 @@ def test_checkpoints_that_cannot_load_are_one_line(tmp_path, capsys):
     assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), state["model"].values()))
 
 
+def test_a_checkpoint_unsafe_to_unpickle_is_one_clear_line(tmp_path, capsys):
+    path = str(tmp_path / "pickled.pt")
+    torch.save({"model": {}, "args": argparse.Namespace(lr=1e-3)}, path)  # an object weights_only refuses
+    err = one_line_error(capsys, lambda: runtime.read_checkpoint(path))
+    assert err == (f"error: {path} holds objects that loading with weights_only=True refuses (argparse.Namespace): "
+                   "it was not written by train.py, or comes from a source not to be trusted, so it is not loaded\n")
+    # torch bolds words of its messages with terminal escapes; a first line never carries them
+    assert runtime.first_line(RuntimeError("\x1b[1mdo this\x1b[0m only if you trust it.\n\tsecond")) == \
+        "do this only if you trust it."
+
+
 def test_estimate_loss_is_the_mean_over_fixed_batches(tmp_path):
     model = tiny_model()
     tokens = np.random.default_rng(0).integers(0, 64, 5000).astype(np.uint16)
@@ -72,7 +84,7 @@ def test_token_files_are_checked(tmp_path):
 
 def test_training_attention_follows_the_schedule():
     model = tiny_model()
-    schedule = SparsitySchedule(max_iters=100, sparsify_end=0.1, ultra_end=0.5, restore_end=1.0,
+    schedule = SparsitySchedule(max_iters=100, sparsify_end=0.1, ultra_end=0.5, restore_end=1.0, peak_sparsity=0.9,
                                 hsa_phases=("ultra", "restoration"), hsa_window_follows_sparsity=True)
     assert runtime.training_attention(model, None, 30, "cpu") == ("dense", 32, None, 1.0)  # a dense run
     assert runtime.training_attention(model, schedule, 5, "cpu")[:3] == ("dense", 32, None)  # sparsify phase
@@ -82,3 +94,41 @@ def test_training_attention_follows_the_schedule():
     growth = 1 - schedule.target_sparsity(60) / 0.9
     assert window == 8 + int(growth * 24) // 8 * 8 > 8 and wider > density
     assert math.isclose(wider, model.attention_density(32, window))
+
+
+def test_one_answer_for_the_step_the_log_and_the_flop_plan():
+    """Without a device (the FLOP plan) the same mode, window and density, and no pattern built; the
+    log's labels: the mode, with /W once the window has grown."""
+    model = tiny_model()
+    schedule = SparsitySchedule(max_iters=100, sparsify_end=0.1, ultra_end=0.5, restore_end=1.0, peak_sparsity=0.9,
+                                hsa_phases=("ultra", "restoration"), hsa_window_follows_sparsity=True)
+    for step in range(100):
+        built, planned = (runtime.training_attention(model, schedule, step, d) for d in ("cpu", None))
+        assert planned._replace(pattern=built.pattern) == built and planned.pattern is None
+    ultra, grown = (runtime.training_attention(model, schedule, step) for step in (30, 60))
+    assert (ultra.label(8), ultra.label(8, "hsa")) == ("blocksparse", "hsa")
+    assert (grown.label(8), grown.label(8, "hsa")) == (f"blocksparse/{grown.window}", f"hsa/{grown.window}")
+    assert runtime.training_attention(model, schedule, 5).label(8) == "dense"
+
+
+def test_the_largest_token_of_a_file_and_ids_outside_the_vocabulary(tmp_path, capsys):
+    tokens = np.random.default_rng(1).integers(0, 64, 2500).astype(np.uint16)
+    tokens[2499] = 63  # the largest id in the last, short chunk
+    path = str(tmp_path / "train.bin")
+    tokens.tofile(path)
+    assert runtime.largest_token(path) == runtime.largest_token(path, chunk=1000) == int(tokens.max()) == 63
+    tokens[1234] = 900  # in a middle chunk
+    tokens.tofile(path)
+    assert runtime.largest_token(path, chunk=1000) == runtime.largest_token(path) == 900
+    assert runtime.check_tokens(path, 32, vocab_size=901) is None
+    assert runtime.check_tokens(path, 32, vocab_size=900) == (f"{path} holds token id 900, outside the model's "
+                                                              "vocabulary of 900 ids (vocab_size): is it the dataset "
+                                                              "meant, tokenised for this model?")
+    # a batch is checked for what it reads, inputs and targets: one line, not the embedding's IndexError
+    data = np.memmap(path, dtype=np.uint16, mode="r")
+    x, y = runtime.read_batch(data, torch.tensor([0, 1240]), 32, vocab_size=64)  # around 1234: no error
+    assert torch.equal(x[1], torch.from_numpy(tokens[1240:1272].astype(np.int64)))
+    assert torch.equal(y[1], torch.from_numpy(tokens[1241:1273].astype(np.int64)))
+    for start in (1203, 1202):  # 1234 is the inputs' last token, then only the targets' last
+        err = one_line_error(capsys, lambda: runtime.read_batch(data, torch.tensor([0, start]), 32, vocab_size=64))
+        assert err == f"error: {runtime.out_of_vocabulary(data.filename, 900, 64)}\n" and "900" in err

@@ -144,6 +144,14 @@ def test_a_second_ctrl_c_stops_at_once(workdir, monkeypatch, capfd):
     assert not os.path.exists(out / "ckpt.pt.tmp")
 
 
+def test_a_second_ctrl_c_before_any_save_says_there_is_no_checkpoint(workdir, monkeypatch, capfd):
+    out = workdir / "out"
+    signal_at_optimizer_step(monkeypatch, 4, signal.SIGINT, signal.SIGINT)  # in step 3, before the first save
+    assert exit_code(monkeypatch, workdir, args_for(out)) == 130
+    assert capfd.readouterr().err.splitlines()[-1] == "interrupted again: stopped at once; no checkpoint was saved yet"
+    assert not os.path.exists(out / "ckpt.pt")
+
+
 def test_under_ddp_a_signal_to_one_rank_stops_all_at_the_same_step(workdir):
     """Two gloo processes; only rank 1 is told to stop. Rank 0 saves once, both leave, and the run
     resumes to the very losses and weights of one that was never stopped."""
@@ -194,6 +202,27 @@ def test_a_failed_save_keeps_the_previous_checkpoint(tmp_path, monkeypatch, caps
     assert exit_info.value.code == 2 and err == (f"error: cannot save {path}: No space left on device; the previous "
                                                  f"checkpoint {path} is intact\n")
     monkeypatch.setattr(torch, "save", real_save)
+    after = torch.load(path, weights_only=True)
+    assert after["iter_num"] == 3 and torch.equal(after["weights"], torch.arange(10.0))
+    assert os.listdir(tmp_path) == ["ckpt.pt"]  # the partial .tmp is gone
+
+
+def test_a_save_that_outgrows_the_disk_is_one_line_and_keeps_the_previous_checkpoint(tmp_path):
+    """A real failing write, without root: under RLIMIT_FSIZE a write past the limit fails with EFBIG,
+    as one to a full disk fails with ENOSPC, and torch's zip writer turns either into a RuntimeError
+    ("unexpected pos") while it closes the archive."""
+    script = (
+        "import resource, signal, sys, torch, runtime\n"
+        "path = sys.argv[1]\n"
+        "runtime.save_checkpoint({'iter_num': 3, 'weights': torch.arange(10.0)}, path)\n"
+        "signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # else the kernel kills the process at the limit\n"
+        "resource.setrlimit(resource.RLIMIT_FSIZE, (100_000, resource.getrlimit(resource.RLIMIT_FSIZE)[1]))\n"
+        "runtime.save_checkpoint({'iter_num': 6, 'weights': torch.zeros(100_000)}, path)\n")
+    path = str(tmp_path / "ckpt.pt")
+    result = subprocess.run([sys.executable, "-c", script, path], capture_output=True, text=True, timeout=120,
+                            env=dict(os.environ, PYTHONPATH=os.path.dirname(TRAIN), OMP_NUM_THREADS="1"))
+    assert (result.returncode, result.stderr) == (2, f"error: cannot save {path}: File too large; the previous "
+                                                     f"checkpoint {path} is intact\n")
     after = torch.load(path, weights_only=True)
     assert after["iter_num"] == 3 and torch.equal(after["weights"], torch.arange(10.0))
     assert os.listdir(tmp_path) == ["ckpt.pt"]  # the partial .tmp is gone

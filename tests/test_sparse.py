@@ -1,12 +1,19 @@
-"""The MST machinery against hand computations and brute-force references."""
+"""The MST machinery against hand computations and brute-force references, and its defaults
+against train.py's."""
+
+import dataclasses
+import inspect
+import os
 
 import numpy as np
 import pytest
 import torch
 
+from configurator import settings_block
+from flops import attention_training_flops, linear_training_flops, training_flops_per_token
 from model import GPT, GPTConfig
-from sparse import (MixedSparsity, SparsitySchedule, apply_masks, attention_training_flops, linear_training_flops,
-                    sparse_parameters, spread_density, training_flops_per_token)
+from sparse import (MixedSparsity, SparsitySchedule, apply_masks, optimizer_groups, optimizer_step, set_learning_rate,
+                    sparse_parameters, spread_density)
 
 
 # -- Erdős–Rényi --------------------------------------------------------------------------
@@ -49,7 +56,7 @@ def test_uniform_distribution():
 
 def schedule(**kw):
     args = dict(max_iters=1000, sparsify_end=0.2, ultra_end=0.7, restore_end=0.9, initial_sparsity=0.0,
-                peak_sparsity=0.9, final_sparsity=0.0, update_interval=50)
+                peak_sparsity=0.9, final_sparsity=0.0, update_interval=50, drop_fraction=0.3)
     args.update(kw)
     return SparsitySchedule(**args)
 
@@ -111,7 +118,7 @@ def tiny_model(seed=0):
 
 
 def make_sparse(model, grow_mode="mixed", **kw):
-    return MixedSparsity(model, schedule(**kw), grow_mode=grow_mode, seed=3)
+    return MixedSparsity(model, schedule(**kw), grow_mode=grow_mode, embedding_max_sparsity=0.0, seed=3)
 
 
 def fake_step(model, opt, seed):
@@ -204,7 +211,8 @@ def test_sparse_parameter_selection():
     assert names == [f"transformer.h.{i}.{m}.weight" for i in range(2)
                      for m in ("attn.c_attn", "attn.c_proj", "mlp.c_fc", "mlp.c_proj")]
     assert [n for n, _ in sparse_parameters(model, include_embedding=True)][-1] == "transformer.wte.weight"
-    assert "transformer.wte.weight" not in MixedSparsity(tiny_model(), schedule()).layer_densities()
+    assert "transformer.wte.weight" not in MixedSparsity(tiny_model(), schedule(),
+                                                         embedding_max_sparsity=0.0).layer_densities()
     assert "transformer.wte.weight" in MixedSparsity(tiny_model(), schedule(), embedding_max_sparsity=0.5).layer_densities()
 
 
@@ -324,3 +332,85 @@ def test_masks_are_saved_by_name_and_applied_by_name():
             assert (p.detach().reshape(-1)[~masks[name]] == 0).all() and (p.detach().reshape(-1)[masks[name]] != 0).all()
     with pytest.raises(ValueError):
         apply_masks(other, {"transformer.h.0.mlp.c_fc.weight": torch.ones(3, dtype=torch.bool)})
+
+
+# -- optimizer levers: a grown weight's Adam state, density-aware rates ----------------------
+
+def test_grown_weights_second_moment_is_seeded_with_their_gradient_squared():
+    """grown_adam_state='gradient': where a weight grows, exp_avg_sq = its dense gradient squared and
+    exp_avg = 0; the weights that stay live keep their moments. Its first AdamW step, by hand in
+    float64: m = (1 - b1) g, v = b2 g^2 + (1 - b2) g^2 = g^2, so it moves lr (1 - b1) |g| / |g| / bc1."""
+    model = tiny_model(2)
+    b1, b2, lr = 0.9, 0.95, 1e-2
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, betas=(b1, b2), weight_decay=0.0, eps=1e-12)
+    sp = MixedSparsity(model, schedule(sparsify_end=0, initial_sparsity=0.5, peak_sparsity=0.5,
+                                       drop_fraction=0.5), grown_adam_state="gradient", seed=3)
+    for step in range(3):  # settled moments for the live weights
+        fake_step(model, opt, step)
+        optimizer_step(opt, model.parameters(), sp)
+    fake_step(model, opt, 3)
+    g = sp.groups[0]
+    p = g.params[0]
+    old, before = g.mask[0].clone(), {k: v.clone() for k, v in opt.state[p].items()}
+    grad = p.grad.reshape(-1).clone().double()
+    sp.prune_and_regrow(50, opt)
+    weight = p.detach().reshape(-1).clone().double()
+    grown, kept = g.mask[0] & ~old, g.mask[0] & old
+    assert grown.sum() > 0
+    v, m = opt.state[p]["exp_avg_sq"].reshape(-1), opt.state[p]["exp_avg"].reshape(-1)
+    assert torch.allclose(v[grown].double(), grad[grown] ** 2, rtol=1e-6, atol=0) and (m[grown] == 0).all()
+    assert torch.equal(v[kept], before["exp_avg_sq"].reshape(-1)[kept])
+    assert (v[~g.mask[0]] == 0).all()
+    optimizer_step(opt, model.parameters(), sp)  # step 4 of this tensor
+    t = 4
+    expected = -lr * (1 - b1) * grad[grown].sign() / (1 - b1 ** t) * ((1 - b2 ** t) ** 0.5)
+    moved = p.detach().reshape(-1).double()[grown]  # grown weights start at 0
+    assert (weight[grown] == 0).all()
+    assert torch.allclose(moved, expected, rtol=1e-5)
+    # the default starts them cold: the same step then moves (1 - b1) / sqrt(1 - b2) times as far
+    assert (1 - b1) / (1 - b2) ** 0.5 == pytest.approx(0.447, abs=1e-3)
+    with pytest.raises(ValueError, match="grown_adam_state"):
+        MixedSparsity(tiny_model(), schedule(), grown_adam_state="warm")
+
+
+def test_density_lr_scaling_gives_each_mask_group_lr_over_its_density():
+    model = tiny_model(4)
+    sp = MixedSparsity(model, schedule(sparsify_end=0, initial_sparsity=0.6, peak_sparsity=0.6),
+                       embedding_max_sparsity=1.0, seed=3)
+    groups = optimizer_groups(model, 0.1, sp)
+    assert sum(len(g["params"]) for g in groups) == len(list(model.parameters()))  # each parameter once
+    assert [g["weight_decay"] for g in groups[:2]] == [0.1, 0.0]
+    opt = torch.optim.AdamW(groups, lr=1.0)
+    set_learning_rate(opt, 3e-3, sp)
+    for group in opt.param_groups:
+        if "mask_group" in group:
+            mg = sp.groups[group["mask_group"]]
+            assert group["params"] == mg.params and group["weight_decay"] == 0.1
+            live = int(mg.mask[0].sum())  # counted from the mask itself
+            assert group["lr"] == pytest.approx(3e-3 * mg.numel / live)
+        else:
+            assert group["lr"] == 3e-3
+    assert len(opt.param_groups) == 2 + len(sp.groups)
+    # without MST, or without the option, the two plain groups of AdamW
+    assert len(optimizer_groups(model, 0.1)) == 2
+
+# -- one set of defaults: sparse.py's are train.py's ----------------------------------------
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# MixedSparsity's keyword for train.py's sparsity_distribution; its seed is the run's, not the method's
+TRAIN_PY_NAME = {"distribution": "sparsity_distribution"}
+NOT_METHOD = {"seed"}
+
+
+def test_sparse_py_defaults_are_train_pys():
+    settings = settings_block(os.path.join(REPO, "train.py"))
+    assert {"out_dir", "max_iters", "grow_mode", "attn_block"} <= set(settings)  # the whole block was read
+    defaults = {f.name: f.default for f in dataclasses.fields(SparsitySchedule)
+                if f.default is not dataclasses.MISSING}
+    defaults.update({name: p.default for name, p in inspect.signature(MixedSparsity).parameters.items()
+                     if p.default is not inspect.Parameter.empty and name not in NOT_METHOD})
+    assert len(defaults) == 13 + 5  # every SparsitySchedule field but max_iters; MixedSparsity's keywords
+    for name, default in defaults.items():
+        setting = TRAIN_PY_NAME.get(name, name)
+        assert setting in settings, f"train.py has no setting {setting}"
+        assert (default, type(default)) == (settings[setting], type(settings[setting])), name

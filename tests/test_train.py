@@ -5,6 +5,7 @@ import errno
 import json
 import math
 import os
+import re
 import runpy
 import subprocess
 import sys
@@ -130,11 +131,15 @@ def test_fp8_head_trains_like_the_plain_head(workdir):
     assert ends[True] != ends[False] and abs(ends[True] - ends[False]) < 0.02
 
 
-def test_resume_is_bit_exact(workdir, monkeypatch):
+LEVERS = dict(density_lr_scaling=True, grown_adam_state="gradient", embedding_max_sparsity=1.0)
+
+
+@pytest.mark.parametrize("levers", [{}, LEVERS], ids=["plain", "levers"])
+def test_resume_is_bit_exact(workdir, monkeypatch, levers):
     straight, resumed = workdir / "straight", workdir / "resumed"
-    run_in_process(monkeypatch, workdir, args_for(straight))
+    run_in_process(monkeypatch, workdir, args_for(straight, **levers))
     # The same run killed during step 9, just after the update and phase change at step 8 ...
-    run_in_process(monkeypatch, workdir, args_for(resumed), stop_at_optimizer_step=10)
+    run_in_process(monkeypatch, workdir, args_for(resumed, **levers), stop_at_optimizer_step=10)
     assert torch.load(resumed / "ckpt.pt", weights_only=True)["iter_num"] == 9
     # ... then resumed from its checkpoint, with no settings but where it is: it takes its own
     run_in_process(monkeypatch, workdir, ["--init_from=resume", f"--out_dir={resumed}"])
@@ -150,6 +155,11 @@ def test_resume_is_bit_exact(workdir, monkeypatch):
     for k in ca["sparsity"]["masks"]:
         assert torch.equal(ca["sparsity"]["masks"][k], cb["sparsity"]["masks"][k])
     assert ca["flops"] == cb["flops"]
+    if levers:  # a rate per mask group, and grown weights that start warm: the run is another one
+        plain = workdir / "plain"
+        run_in_process(monkeypatch, workdir, args_for(plain, embedding_max_sparsity=1.0))
+        assert train_losses(read_metrics(plain))[17] != a[17]
+        assert len(cb["optimizer"]["param_groups"]) > 2
 
 
 def test_failed_save_leaves_previous_checkpoint(workdir, monkeypatch, capsys):
@@ -215,15 +225,26 @@ def test_non_finite_loss_stops_and_keeps_checkpoint(workdir, monkeypatch):
     (["--dataset=empty"], "data/empty/train.bin holds 0 tokens"),
     (["--init_from=resume"], "ckpt.pt does not exist"),
     (["no_such_config.py"], "config file 'no_such_config.py' not found"),
+    (["--dataset=wide_ids"], "train.bin holds token id 300, outside the model's vocabulary of 256 ids"),
+    (["--vocab_size=100"], "train.bin holds token id 255, outside the model's vocabulary of 100 ids"),
+    (["--learning_rate=-1"], "0 <= min_lr <= learning_rate"), (["--beta1=1.5"], "beta1=1.5 must lie in [0, 1)"),
+    (["--dropout=2.0"], "dropout=2.0 must lie in [0, 1)"), (["--dtype=garbage"], "dtype='garbage' must be"),
+    (["--dtype=float16"], "gradient scaler"), (["--min_lr=1.0"], "0 <= min_lr <= learning_rate"),
+    (["--flops_budget=5"], "flops_budget=5 is neither a share"),
 ])
 def test_bad_input_is_one_line_before_training(workdir, overrides, message):
     os.makedirs(workdir / "data" / "empty")
     for split in ("train", "val"):
         open(workdir / "data" / "empty" / f"{split}.bin", "wb").close()
+    make_toy_data(workdir, name="wide_ids")  # a train.bin with one id past the model's 256
+    ids = np.fromfile(workdir / "data" / "wide_ids" / "train.bin", dtype=np.uint16)
+    ids[31_000] = 300
+    ids.tofile(workdir / "data" / "wide_ids" / "train.bin")
     result = run_subprocess(workdir, args_for(workdir / "out") + overrides)
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], result.stderr
+    assert not os.path.exists(workdir / "out")  # nothing written
     assert not os.path.exists(workdir / "out")  # nothing ran, nothing was created
 
 
@@ -410,3 +431,86 @@ def test_ddp_two_processes_match_one_and_keep_masks_identical(workdir, fp8_head)
     # runs drift apart: by 2e-4 within 18 steps on some CPUs, where fp32 ones stay below 2e-5. A batch
     # split or averaged wrongly is off by 1e-2 or more.
     assert_same_run(workdir / "one", workdir / "two", rel=1e-3 if fp8_head else 2e-5)
+
+
+def test_a_resumed_run_plans_the_flops_it_will_count(workdir):
+    """Extending a finished run: the plan counts what is done plus what the new schedule adds, from the
+    masks the run has, and the run ends on exactly that count."""
+    out = workdir / "out"
+    assert run_subprocess(workdir, args_for(out)).returncode == 0
+    result = run_subprocess(workdir, ["--init_from=resume", f"--out_dir={out}", "--max_iters=30",
+                                      "--allow_changes_on_resume=True"])
+    assert result.returncode == 0, result.stderr
+    planned = re.search(r"planned training FLOPs: (\S+) = (\S+)x", result.stdout)
+    done = re.search(r"training FLOPs (\S+) = (\S+)x the dense model's", result.stdout.split("done: ")[1])
+    assert planned.groups() == (f"{float(done.group(1)):.4g}", done.group(2))
+
+
+def test_the_closing_hints_run_from_where_train_py_ran(workdir):
+    """Run from outside the project's folder, the commands the run suggests name its scripts by a path
+    that works from there."""
+    out = workdir / "out"
+    result = run_subprocess(workdir, args_for(out, max_iters=6, eval_interval=3))
+    assert result.returncode == 0, result.stderr
+    hints = [line.split("next:")[-1].strip() for line in result.stdout.split("  next: ")[1].splitlines()][:3]
+    assert hints[0].startswith(f"python {os.path.join(REPO, 'sample.py')} ")
+    evaluate = hints[1].replace("python ", f"{sys.executable} ", 1)
+    env = dict(os.environ, OMP_NUM_THREADS="1", MST_DATA_DIR=os.path.join(workdir, "data"))
+    ran = subprocess.run(evaluate, shell=True, cwd=workdir, capture_output=True, text=True, env=env, timeout=300)
+    assert ran.returncode == 0 and "val loss" in ran.stdout, ran.stderr
+
+
+FAKE_WANDB = '''
+import json, os
+calls = []
+def record(*call):
+    calls.append(call)
+    with open(os.environ["FAKE_WANDB_CALLS"], "w") as f:
+        json.dump(calls, f)
+def init(**kw): record("init", kw)
+def log(data, step): record("log", data, step)
+def finish(): record("finish")
+'''
+
+
+def test_wandb_log_sends_the_metrics_records(workdir):
+    """With a stand-in wandb module: one run named after its out_dir, every number of every metrics
+    record at its step, and a finish. wandb itself is no dependency: the stand-in proves the calls."""
+    (workdir / "fake").mkdir()
+    (workdir / "fake" / "wandb.py").write_text(FAKE_WANDB)
+    out = workdir / "runs" / "tiny"
+    env = dict(os.environ, OMP_NUM_THREADS="1", MST_DATA_DIR=str(workdir / "data"), PYTHONPATH=str(workdir / "fake"),
+               FAKE_WANDB_CALLS=str(workdir / "calls.json"))
+    command = [sys.executable, TRAIN, *args_for(out, max_iters=6, eval_interval=3, wandb_log=True)]
+    result = subprocess.run(command, cwd=workdir, capture_output=True, text=True, env=env, timeout=300)
+    assert result.returncode == 0, result.stderr
+    calls = json.load(open(workdir / "calls.json"))
+    (_, init), *logs, finish = calls
+    assert init["project"] == "runs" and init["name"] == "tiny" and init["config"]["max_iters"] == 6
+    assert init["dir"] == str(out) and finish == ["finish"]
+    records = [r for r in read_metrics(out) if "step" in r]
+    assert [(step, data) for _, data, step in logs] == [
+        (r["step"], {k: v for k, v in r.items() if isinstance(v, (int, float))}) for r in records]
+
+
+def test_wandb_log_without_wandb_is_one_line(workdir):
+    (workdir / "fake").mkdir()
+    (workdir / "fake" / "wandb.py").write_text("raise ImportError('No module named wandb')\n")
+    env = dict(os.environ, OMP_NUM_THREADS="1", MST_DATA_DIR=str(workdir / "data"), PYTHONPATH=str(workdir / "fake"))
+    out = workdir / "out"
+    result = subprocess.run([sys.executable, TRAIN, *args_for(out, wandb_log=True)], cwd=workdir,
+                            capture_output=True, text=True, env=env, timeout=300)
+    assert result.returncode == 2 and result.stderr.strip().splitlines() == [
+        "error: wandb_log=True needs the wandb package, which this Python lacks: pip install wandb"]
+    assert not out.exists()
+
+
+def test_wandb_log_with_wandb_itself_offline(workdir):
+    wandb = pytest.importorskip("wandb")  # not among the requirements: where it is installed
+    out = workdir / "out"
+    env = dict(os.environ, OMP_NUM_THREADS="1", MST_DATA_DIR=str(workdir / "data"), WANDB_MODE="offline",
+               PYTHONPATH=os.path.dirname(os.path.dirname(wandb.__file__)))
+    result = subprocess.run([sys.executable, TRAIN, *args_for(out, max_iters=6, eval_interval=3, wandb_log=True)],
+                            cwd=workdir, capture_output=True, text=True, env=env, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert [p for p in os.listdir(out / "wandb") if p.startswith("offline-run-")]
