@@ -97,7 +97,7 @@ def check_loop_settings(c):
     if c["dtype"] not in ("float32", "bfloat16"):
         raise ValueError(f"dtype={c['dtype']!r} must be 'float32' or 'bfloat16' (float16 would need a "
                          "gradient scaler, which train.py does not have)")
-    if 1.0 < c["flops_budget"] < 1e9:
+    if 1.0 < c["flops_budget"] < 1e6:  # no model trains a token for less: a typo for a share or a count
         raise ValueError(f"flops_budget={c['flops_budget']:g} is neither a share of the dense run's FLOPs "
                          "(at most 1) nor a count of FLOPs (say 5e15)")
     hold_end, decay_end = lr_decay_start_step(c), c["lr_decay_iters"] or c["max_iters"]

@@ -109,9 +109,8 @@ class SparsitySchedule:
                  "restoration": (self.bounds[2], self.last_update, self.final_sparsity)}
         updates = {name: sum(self.is_update_step(t) for t in range(first, last + 1))
                    for name, (first, last, other) in ramps.items() if other != self.peak_sparsity}
-        return [f"the {name} ramp holds {n} topology update(s) (update_interval={self.update_interval}): the "
-                "sparsity jumps rather than ramps; lengthen the ramp or update more often"
-                for name, n in updates.items() if n < 2]
+        return [f"{n} topology update(s) in the {name} ramp (update_interval={self.update_interval}): "
+                "the sparsity jumps" for name, n in updates.items() if n < 2]
 
     def is_update_step(self, step):
         return 0 < step <= self.last_update and (step % self.update_interval == 0 or step == self.last_update)

@@ -19,7 +19,7 @@ import torch
 
 import runtime
 from test_readme import SMALLER
-from test_train import TINY, args_for, make_toy_data, run_subprocess
+from test_train import args_for, make_toy_data, run_subprocess
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TRAIN = os.path.join(REPO, "train.py")
@@ -147,10 +147,8 @@ def test_bench_without_a_gpu_points_at_smoke(tmp_path):
     assert os.listdir(tmp_path) == []
 
 
-def test_readme_smoke_runs_say_what_they_need_and_the_cpu_one_runs(tmp_path):
+def test_the_readme_smoke_run_runs(tmp_path):
     lines = open(os.path.join(REPO, "README.md"), encoding="utf-8").read().splitlines()
-    [gpt2] = [line for line in lines if line.startswith("python train.py config/mst_gpt2.py --max_iters=20")]
-    assert "OpenWebText" in gpt2 and "GPU" in gpt2
     [cpu] = [line for line in lines if line.startswith("python train.py config/mst_tiny.py --max_iters=20")]
     os.makedirs(tmp_path / "data" / "shakespeare")
     rng = np.random.default_rng(0)

@@ -66,7 +66,8 @@ def test_a_fresh_run_never_replaces_another(workdir, monkeypatch, capsys):
     assert exit_code(monkeypatch, workdir, args_for(out, max_iters=6)) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith(f"error: {out} already holds a run (ckpt.pt, ckpt_3.pt)"), err
-    assert f"python train.py --init_from=resume --out_dir={out}" in err[0] and "--overwrite=True" in err[0]
+    # run from outside the project's folder: train.py by the path that works there
+    assert f"python {TRAIN} --init_from=resume --out_dir={out}" in err[0] and "--overwrite=True" in err[0]
     assert snapshot(out) == before  # not one byte changed
     # said to be intended, the new run replaces the old one whole: one header, no old kept checkpoint
     assert exit_code(monkeypatch, workdir, args_for(out, max_iters=4, eval_interval=2, overwrite=True)) == 0
@@ -114,7 +115,7 @@ def test_a_signal_stops_after_the_step_with_a_checkpoint(workdir, monkeypatch, c
     stdout = capsys.readouterr().out.splitlines()
     name = signal.Signals(signum).name
     assert stdout[-2:] == [f"saved {out}/ckpt.pt (step 6, stopped by {name})",
-                           f"go on with: python train.py --init_from=resume --out_dir={out}"]
+                           f"go on with: python {TRAIN} --init_from=resume --out_dir={out}"]
     assert max(train_losses(read_metrics(out))) == 5
 
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from configurator import settings_block
+from configurator import load_config, settings_block
 from flops import attention_training_flops, linear_training_flops, training_flops_per_token
 from model import GPT, GPTConfig
 from sparse import (MixedSparsity, SparsitySchedule, apply_masks, optimizer_groups, optimizer_step, set_learning_rate,
@@ -414,3 +414,30 @@ def test_sparse_py_defaults_are_train_pys():
         setting = TRAIN_PY_NAME.get(name, name)
         assert setting in settings, f"train.py has no setting {setting}"
         assert (default, type(default)) == (settings[setting], type(settings[setting])), name
+
+
+def test_a_ramp_with_fewer_than_two_updates_is_named_and_the_default_job_ramps():
+    """Masks follow the target only at topology updates (every ΔT steps, and the last one at the end of
+    restoration), so a ramp with fewer than two of them inside is a jump, and is named. The default job
+    has at least three in each ramp (counted here by that rule, step by step)."""
+    short = SparsitySchedule(max_iters=240, sparsify_end=0.03, update_interval=12)
+    # the ramp is steps 0-6 (round(0.03 * 240) = 7): no multiple of 12; restoration, 216-239, holds 216,
+    # 228 and 239
+    assert short.short_ramps() == ["0 topology update(s) in the sparsify ramp (update_interval=12): the "
+                                   "sparsity jumps"]
+    # sparsify 0-47 holds 12, 24 and 36; restoration, 233-239, only the last step
+    assert SparsitySchedule(max_iters=240, sparsify_end=0.2, ultra_end=0.97, update_interval=12).short_ramps() == [
+        "1 topology update(s) in the restoration ramp (update_interval=12): the sparsity jumps"]
+    assert SparsitySchedule(max_iters=240, sparsify_end=0.03, update_interval=12, peak_sparsity=0.0,
+                            ).short_ramps() == []  # nothing moves: no ramp to warn of
+
+    defaults = settings_block(os.path.join(REPO, "train.py"))
+    job = {**defaults, **load_config(defaults, [os.path.join(REPO, "config", "mst_tiny.py")])}
+    schedule = SparsitySchedule(**{f.name: job[f.name] for f in dataclasses.fields(SparsitySchedule)})
+    steps, every = job["max_iters"], job["update_interval"]
+    ramps = {"sparsify": range(0, round(job["sparsify_end"] * steps)),
+             "restoration": range(round(job["ultra_end"] * steps), steps)}
+    for name, ramp in ramps.items():
+        updates = [t for t in ramp if t > 0 and (t % every == 0 or t == steps - 1)]
+        assert len(updates) >= 3, (name, updates)
+    assert schedule.short_ramps() == []

@@ -350,7 +350,8 @@ def test_log_lines_progress_checkpoints_and_what_next(workdir):
     assert torch.load(workdir / "out" / "ckpt_5.pt", weights_only=True)["iter_num"] == 5
     done = lines.index(next(line for line in lines if line.startswith("done: ")))
     assert lines[done + 1] == "  checkpoint: out/ckpt.pt"
-    assert "python sample.py" in lines[done + 2] and "evaluate.py" in lines[done + 3] and "plot.py" in lines[done + 4]
+    assert f"python {os.path.join(REPO, 'sample.py')}" in lines[done + 2]  # run from outside the project
+    assert "evaluate.py" in lines[done + 3] and "plot.py" in lines[done + 4]
     header = read_metrics(workdir / "out")[0]
     assert header["run"]["max_iters"] == 18 and header["params"] > 0 and header["train_tokens"] == 36_000
     dense = run_subprocess(workdir, args_for(workdir / "dense", mst=False))
