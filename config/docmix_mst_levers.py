@@ -1,8 +1,8 @@
 # config/docmix_mst.py with the three levers that won on docmix at 0.078x (results/docmix), at their best
 # rate (4.8e-3, bracketed): density-aware rates, warm grown weights with a moving topology, and
 # restoration from 70% of the run to 85%, so that regrown weights train at the peak rate (the budget
-# then solves peak 0.57). Final val loss 2.452 and 2.488 (seeds 1337, 2) against 2.569 and 2.583 for the
-# best dense model of equal FLOPs (12 x 128 at 4.8e-3).
+# then solves peak 0.57). Final val loss 2.452 and 2.488 (seeds 1337, 2) against 2.564 and 2.590 for the
+# best dense model of equal FLOPs (12 x 128 at 3.4e-3).
 #   python train.py config/docmix_mst_levers.py
 import os
 
