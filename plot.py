@@ -16,8 +16,10 @@ has MST phases). The first run is the reference: the table gives FLOPs as a mult
 FLOPs plot marks its final loss.
 
 frontier: each run is one point, its final val loss at its final FLOPs; each family (say, dense runs of
-several lengths, or MST runs of several schedules) is one line, in FLOP order. The table gives FLOPs as a
-multiple of the --reference run's (by default the run with the most FLOPs). Writes frontier.png.
+several lengths, or MST runs of several schedules) is one line, in FLOP order. Runs of a family whose headers
+differ only in the seed (and I/O or machine settings) make one point of the line, their mean, with each run
+as a dot. The table gives FLOPs as a multiple of the --reference run's (by default the run with the most
+FLOPs), a row a run. Writes frontier.png.
 
 isoflop: runs of about equal counted FLOPs, dense models and MST on wider ones, as final val loss against
 the peak sparsity in each run's header record (0 for a dense run), one line a budget through the mean of the
@@ -26,10 +28,11 @@ runs that share a width and peak (seeds), with every run as a dot. Writes isoflo
 rates: a learning-rate sweep. A family is one model shape and one method setting: all the settings in a
 run's header but the rate, min_lr, the seed, I/O and system ones (NOT_FAMILY), and peak_sparsity where
 flops_budget solved it. A budget is the runs whose final counted FLOPs agree within 2%. Each family's best
-rate is the one with the lowest mean final val loss over the seeds run at it; it is bracketed when a lower
-and a higher rate ran too. Prints the markdown table (or writes it to --table): per budget, each family at
-its best rate, its seeds, their mean, its neighbour rates' means and how far it is behind the budget's best
-family. Draws --out: final val loss against peak rate, one line a family, one panel a budget.
+rate has the lowest final val loss on the seeds that every rate of the family ran (if none, the lowest
+mean); it is bracketed when a lower and a higher rate ran too. Prints the markdown table (or writes it to
+--table): per budget, each family at its best rate, its seeds' final losses, their mean, its neighbour
+rates' and how far it is behind the budget's best family. Draws --out: final val loss against peak rate,
+one line a family, one panel a budget.
 --best-rate (frontier, isoflop): of each family's runs, only those at its best rate.
 """
 
@@ -484,7 +487,7 @@ def plot_rates(budgets, path, title):
 
 
 def rates_table(budgets):
-    rows = [["budget", "family", "best rate", "bracketed", "seeds", "final val loss by seed", "mean",
+    rows = [["budget", "family", "best rate", "bracketed", "final val loss by seed", "mean",
              "next lower rate", "next higher rate", "vs best family"]]
     for budget in budgets:
         top = budget["families"][0]
@@ -495,7 +498,7 @@ def rates_table(budgets):
                          for i in (at - 1, at + 1)]
             seeds = f["points"][f["best"]]
             rows.append([budget["label"], f["name"], rate_text(f["best"]), "yes" if f["bracketed"] else "**no**",
-                         str(len(seeds)), ", ".join(f"{seed}: {p['val_loss']:.3f}" for seed, p in seeds.items()),
+                         ", ".join(f"{seed}: {p['val_loss']:.3f}" for seed, p in seeds.items()),
                          f"{mean:.3f}", *neighbour,
                          "best" if f is top else f"{mean - top['means'][top['best']]:+.3f}"])
     return rows
@@ -534,6 +537,37 @@ def rates(args):
 # frontier
 
 
+SEED_KEYS = NOT_FAMILY - {"learning_rate", "min_lr"}  # where the seeds of one run differ
+
+
+def seed_groups(points):
+    """A family's (run, stats) points as lists of the runs that differ only in their seed and count FLOPs within
+    BUDGET_SPREAD, in FLOP order (a header from before a setting existed ran its default). A run without a
+    header is a group of its own."""
+    groups, latest = [], {}  # latest: each header's last group
+    for run, stats in sorted(points, key=lambda p: p[1]["flops"]):
+        key = id(run) if run["header"] is None else json.dumps(
+            {k: v for k, v in {**TRAIN_DEFAULTS, **run["header"]["run"]}.items() if k not in SEED_KEYS},
+            sort_keys=True)
+        group = latest.get(key)
+        if group and stats["flops"] <= group[0][1]["flops"] * (1 + BUDGET_SPREAD):
+            group.append((run, stats))
+        else:
+            latest[key] = [(run, stats)]
+            groups.append(latest[key])
+    return groups
+
+
+def group_label(group):
+    """One run's label; for seeds, their label when all share one, else the shape, the rate and the count."""
+    labels = {run["label"] for run, _ in group}
+    if len(labels) == 1:
+        return labels.pop()
+    s = {**TRAIN_DEFAULTS, **group[0][0]["header"]["run"]}
+    shape = f"{s['n_layer']}x{s['n_embd']}" + (f" @{s['peak_sparsity']:.2f}" if s.get("mst") else "")
+    return f"{shape} at {rate_text(s['learning_rate'])}, {len(group)} seeds"
+
+
 def frontier(args):
     families = []  # (name, [(run, stats)] in FLOP order)
     for name, *specs in args.family:
@@ -552,11 +586,14 @@ def frontier(args):
     fig, ax = plt.subplots(figsize=(9, 5.5))
     labels = []
     for i, (name, points) in enumerate(families):
-        xs = [s["flops"] / 1e15 for _, s in points]
-        ys = [s["val_loss"] for _, s in points]
-        ax.plot(xs, ys, color=plt.cm.tab10(i % 10), marker=MARKERS[i % len(MARKERS)], markersize=7, linewidth=1.6,
-                label=name)
-        labels += [(x, y, run["label"], plt.cm.tab10(i % 10)) for (run, _), x, y in zip(points, xs, ys)]
+        color = plt.cm.tab10(i % 10)
+        groups = seed_groups(points)
+        xs = [sum(s["flops"] for _, s in g) / len(g) / 1e15 for g in groups]
+        ys = [sum(s["val_loss"] for _, s in g) / len(g) for g in groups]
+        ax.plot(xs, ys, color=color, marker=MARKERS[i % len(MARKERS)], markersize=7, linewidth=1.6, label=name)
+        for g in (g for g in groups if len(g) > 1):
+            ax.scatter([s["flops"] / 1e15 for _, s in g], [s["val_loss"] for _, s in g], color=color, s=14, alpha=0.6)
+        labels += [(x, y, group_label(g), color) for g, x, y in zip(groups, xs, ys)]
     ax.axvline(reference_flops / 1e15, color="0.3", linestyle=":", linewidth=1,
                label=f"1.0x FLOPs: {reference['label']}")
     log_x(ax)

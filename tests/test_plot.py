@@ -246,6 +246,31 @@ def test_frontier(tmp_path):
     assert rows[-1][4] == "1.000x"
 
 
+def test_frontier_averages_seeds(tmp_path, monkeypatch):
+    """Two seeds of one run are one point of the line, at their mean, with a dot each and one label, though
+    one header is older; a run that differs in more than its seed (its length), and one without a header,
+    are points of their own."""
+    # the second seed's header is newer: it records a setting at its default that the first one lacks
+    seeds = [write_run(str(tmp_path / f"s{seed}.jsonl"), mst=False, loss_offset=offset,
+                       settings={"learning_rate": 2e-3, "seed": seed, "out_dir": f"out/s{seed}", "device": device,
+                                 **newer})
+             for seed, offset, device, newer in [(1, 0.1, "cuda", {}), (2, 0.3, "cpu", {"density_lr_scaling": False})]]
+    short = write_run(str(tmp_path / "short.jsonl"), mst=False, max_iters=50, settings={"learning_rate": 2e-3})
+    bare = write_run(str(tmp_path / "bare.jsonl"), mst=False, max_iters=30, header=False)
+    figures = []
+    monkeypatch.setattr(plot.plt, "close", figures.append)
+    plot.main(["frontier", "--family", "dense", *(str(tmp_path / f"{n}.jsonl") for n in ("s2", "bare", "short", "s1")),
+               "--out", str(tmp_path / "plots")])
+    [ax] = figures[0].axes
+    [line] = [line for line in ax.lines if line.get_label() == "dense"]
+    expected = [final(bare), final(short), ((final(seeds[0])[0] + final(seeds[1])[0]) / 2, final(seeds[0])[1])]
+    assert list(line.get_xdata()) == pytest.approx([flops / 1e15 for _, flops in expected])
+    assert list(line.get_ydata()) == pytest.approx([loss for loss, _ in expected])
+    [dots] = ax.collections
+    assert sorted(y for _, y in dots.get_offsets()) == pytest.approx(sorted(final(r)[0] for r in seeds))
+    assert sorted(t.get_text() for t in ax.texts) == ["2x64 at 2e-3, 2 seeds", "bare", "short"]
+
+
 def test_frontier_reference(tmp_path):
     mst = write_run(str(tmp_path / "mst.jsonl"), mst=True)
     dense = write_run(str(tmp_path / "dense.jsonl"), mst=False)
@@ -327,22 +352,22 @@ def test_rates_table(tmp_path):
     assert result.returncode == 0, result.stderr
     assert_png(out)
     header, *rows = table(result.stdout)
-    assert header == ["budget", "family", "best rate", "bracketed", "seeds", "final val loss by seed", "mean",
+    assert header == ["budget", "family", "best rate", "bracketed", "final val loss by seed", "mean",
                       "next lower rate", "next higher rate", "vs best family"]
     big, small = 10 / 11, 10 / 6  # the final loss of 100 and of 50 steps, less the offset
     mst, dense4, dense2 = big + (0.25 + 0.27) / 2, big + (0.31 + 0.33) / 2, big + (0.30 + 0.36) / 2
     assert rows == [
         # 50 steps: 1.5e14 of 6e14 FLOPs; two rates only, so the better one is not bracketed
-        ["0.25x", "dense 2x64, max_iters=50", "2e-3", "**no**", "1", f"1337: {small + 0.10:.3f}",
+        ["0.25x", "dense 2x64, max_iters=50", "2e-3", "**no**", f"1337: {small + 0.10:.3f}",
          f"{small + 0.10:.3f}", f"1e-3: {small + 0.20:.3f}", "none", "best"],
         # 100 steps: 3e14 FLOPs, the MST runs' 2.97e14 within 2%; families by their mean at their best rate
-        ["0.50x", "MST 2x96 @0.43", "1e-3", "yes", "2", f"1337: {big + 0.25:.3f}, 2: {big + 0.27:.3f}", f"{mst:.3f}",
+        ["0.50x", "MST 2x96 @0.43", "1e-3", "yes", f"1337: {big + 0.25:.3f}, 2: {big + 0.27:.3f}", f"{mst:.3f}",
          f"5e-4: {big + 0.35:.3f}", f"2e-3: {big + 0.28:.3f}", "best"],
-        ["0.50x", "dense 4x48", "4e-3", "**no**", "2", f"1337: {big + 0.31:.3f}, 2: {big + 0.33:.3f}",
+        ["0.50x", "dense 4x48", "4e-3", "**no**", f"1337: {big + 0.31:.3f}, 2: {big + 0.33:.3f}",
          f"{dense4:.3f}", f"2e-3: {big + 0.38:.3f}", "none", f"+{dense4 - mst:.3f}"],  # best at the top rate
-        ["0.50x", "dense 2x64", "2e-3", "yes", "2", f"1337: {big + 0.30:.3f}, 2: {big + 0.36:.3f}", f"{dense2:.3f}",
+        ["0.50x", "dense 2x64", "2e-3", "yes", f"1337: {big + 0.30:.3f}, 2: {big + 0.36:.3f}", f"{dense2:.3f}",
          f"1e-3: {big + 0.50:.3f}", f"4e-3: {big + 0.40:.3f}", f"+{dense2 - mst:.3f}"],  # on seed 1337
-        ["0.50x", "MST 2x96 @0.43, drop_fraction=0.3", "1e-3", "**no**", "1", f"1337: {big + 0.60:.3f}",
+        ["0.50x", "MST 2x96 @0.43, drop_fraction=0.3", "1e-3", "**no**", f"1337: {big + 0.60:.3f}",
          f"{big + 0.60:.3f}", "none", "none", f"+{0.60 - 0.26:.3f}"],  # one rate
     ]
     assert "Best rate: the lowest final val loss on the seeds that every rate of the family ran" in result.stdout
@@ -357,7 +382,7 @@ def test_rates_are_ranked_on_the_seeds_every_rate_ran(tmp_path):
     assert result.returncode == 0, result.stderr
     big = 10 / 11
     [row] = table(result.stdout)[1:]
-    assert row[2:9] == ["2e-3", "yes", "2", f"1337: {big + 0.30:.3f}, 2: {big + 0.40:.3f}", f"{big + 0.35:.3f}",
+    assert row[2:8] == ["2e-3", "yes", f"1337: {big + 0.30:.3f}, 2: {big + 0.40:.3f}", f"{big + 0.35:.3f}",
                         f"1e-3: {big + 0.33:.3f}", f"4e-3: {big + 0.45:.3f}"]
 
 
