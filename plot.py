@@ -31,7 +31,7 @@ flops_budget solved it. A budget is the runs whose final counted FLOPs agree wit
 rate has the lowest final val loss on the seeds that every rate of the family ran (if none, the lowest
 mean); it is bracketed when a lower and a higher rate ran too. Prints the markdown table (or writes it to
 --table): per budget, each family at its best rate, its seeds' final losses, their mean, its neighbour
-rates' and how far it is behind the budget's best family. Draws --out: final val loss against peak rate,
+rates' losses and how far it is behind the budget's best family. Draws --out: final val loss against peak rate,
 one line a family, one panel a budget.
 --best-rate (frontier, isoflop): of each family's runs, only those at its best rate.
 """
