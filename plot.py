@@ -335,13 +335,24 @@ RATE_RULES = ("Best rate: the lowest final val loss on the seeds that every rate
               f"A budget: runs whose counted FLOPs agree within {BUDGET_SPREAD:.0%}.")
 
 
+def header_settings(run):
+    """A run's settings from its (latest) header; a header from before a setting existed ran it at its
+    default: today's, from train.py's source."""
+    return {**TRAIN_DEFAULTS, **run["header"]["run"]}
+
+
+def shape_text(settings):
+    """A model's shape, "12x448", and for MST its peak sparsity, "12x448 @0.41"."""
+    return (f"{settings['n_layer']}x{settings['n_embd']}"
+            + (f" @{settings['peak_sparsity']:.2f}" if settings.get("mst") else ""))
+
+
 def sweep_point(run):
     """A run's place in a rate sweep, from its (latest) header: the settings that make its family, its peak
     rate and seed, and its final val loss and counted FLOPs."""
     if run["header"] is None:
         fail(f"{run['path']} has no header record, so its rate, seed and family are unknown")
-    # A header from before a setting existed ran it at its default: today's, from train.py's source
-    settings = {**TRAIN_DEFAULTS, **run["header"]["run"]}
+    settings = header_settings(run)
     needed = ["learning_rate", "seed", "mst", "n_layer", "n_embd", "max_iters"]
     if settings.get("mst"):
         needed.append("peak_sparsity")  # an MST family's name gives it
@@ -417,8 +428,7 @@ def name_families(families):
             seen = Counter(json.dumps(other.get(k)) for other in kin)
             default = json.dumps(TRAIN_DEFAULTS.get(k))
             usual[k] = default if default in seen else seen.most_common(1)[0][0]
-        f["name"] = (f"MST {s['n_layer']}x{s['n_embd']} @{s['peak_sparsity']:.2f}" if s["mst"] else
-                     f"dense {s['n_layer']}x{s['n_embd']}")
+        f["name"] = ("MST " if s["mst"] else "dense ") + shape_text(s)
         f["name"] += "".join(", " + setting_text(k, s.get(k)) for k in keys if json.dumps(s.get(k)) != usual[k])
     same = {}
     for f in families:
@@ -542,13 +552,11 @@ SEED_KEYS = NOT_FAMILY - {"learning_rate", "min_lr"}  # where the seeds of one r
 
 def seed_groups(points):
     """A family's (run, stats) points as lists of the runs that differ only in their seed and count FLOPs within
-    BUDGET_SPREAD, in FLOP order (a header from before a setting existed ran its default). A run without a
-    header is a group of its own."""
+    BUDGET_SPREAD, in FLOP order. A run without a header is a group of its own."""
     groups, latest = [], {}  # latest: each header's last group
     for run, stats in sorted(points, key=lambda p: p[1]["flops"]):
         key = id(run) if run["header"] is None else json.dumps(
-            {k: v for k, v in {**TRAIN_DEFAULTS, **run["header"]["run"]}.items() if k not in SEED_KEYS},
-            sort_keys=True)
+            {k: v for k, v in header_settings(run).items() if k not in SEED_KEYS}, sort_keys=True)
         group = latest.get(key)
         if group and stats["flops"] <= group[0][1]["flops"] * (1 + BUDGET_SPREAD):
             group.append((run, stats))
@@ -563,9 +571,8 @@ def group_label(group):
     labels = {run["label"] for run, _ in group}
     if len(labels) == 1:
         return labels.pop()
-    s = {**TRAIN_DEFAULTS, **group[0][0]["header"]["run"]}
-    shape = f"{s['n_layer']}x{s['n_embd']}" + (f" @{s['peak_sparsity']:.2f}" if s.get("mst") else "")
-    return f"{shape} at {rate_text(s['learning_rate'])}, {len(group)} seeds"
+    s = header_settings(group[0][0])
+    return f"{shape_text(s)} at {rate_text(s['learning_rate'])}, {len(group)} seeds"
 
 
 def frontier(args):
