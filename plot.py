@@ -220,7 +220,7 @@ def place_labels(ax, labels):
 
     def covered(box):
         outside = not (ax.bbox.contains(box.x0, box.y0) and ax.bbox.contains(box.x1, box.y1))
-        return (outside + sum(box.overlaps(b) for b in boxes)
+        return (100 * outside + sum(box.overlaps(b) for b in boxes)
                 + sum(line.intersects_bbox(box, filled=False) for line in lines))
 
     for x, y, text, color in labels:
@@ -607,7 +607,7 @@ def frontier(args):
     finish(fig, ax, os.path.join(args.out, "frontier.png"), "counted training FLOPs, in $10^{15}$ (log scale)",
            "final validation loss (cross-entropy, nats/token)",
            "final validation loss vs counted training FLOPs" + (f"\n{args.title}" if args.title else ""),
-           margins=(0.08, 0.08), labels=labels)
+           margins=(0.25, 0.08), labels=labels)  # room beside the end points for their labels
 
     print_table([["family", "run", "final val loss", "counted FLOPs", f"FLOPs vs {reference['label']}"]] +
                 [[name, run["label"], f"{s['val_loss']:.3f}", f"{s['flops']:.3e}",

@@ -14,4 +14,5 @@ python ../../plot.py frontier --best-rate --out . --reference "dense 12x352=030x
  --family "dense, 12 layers" 0078x/dense_12x128_*.jsonl 030x/dense_12x352_*.jsonl \
  --family "dense, 6 layers" 0078x/dense_6x152_*.jsonl 030x/dense_6x448_*.jsonl \
  --family "MST with the three levers, 12 layers" 0078x/mst_192_*restore07*.jsonl 030x/mst_448_*restore07*.jsonl \
+ --family "MST, 12 layers" 0078x/mst_192_lr*.jsonl 030x/mst_448_lr*.jsonl \
  --title "docmix, each family at its best peak rate"
