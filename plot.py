@@ -207,7 +207,8 @@ def obstacles(ax, renderer):
 def place_labels(ax, labels):
     """Writes each (x, y, text, colour) label beside its point, at the nearest place where it covers no
     other label, marker, line or the legend and stays inside the axes; where none is free, the place inside
-    the axes that covers the fewest (a label cut off by the edge is worse than one that overlaps). Points close together thus get labels that do not overlap."""
+    the axes that covers the fewest (a label cut off by the edge is worse than one that overlaps). Points
+    close together thus get labels that do not overlap."""
     ax.figure.canvas.draw()  # the limits and the legend's place are final from here on
     renderer = ax.figure.canvas.get_renderer()
     boxes, lines = obstacles(ax, renderer)

@@ -530,3 +530,18 @@ def test_rates_a_header_without_a_setting_ran_its_default(tmp_path):
     [budget] = plot.sweep([plot.load_run(path) for path in write_sweep(tmp_path, sweep)])
     assert sorted((f["name"], list(f["means"])) for f in budget["families"]) == [
         ("MST 2x96 @0.43", [1e-3, 2e-3]), ("MST 2x96 @0.43, grown_adam_state=gradient", [2e-3])]
+
+
+def test_a_label_stays_inside_the_axes_over_crossing_lines():
+    """A point in the axes' top right corner under many lines: every place inside crosses some of them, every
+    place outside crosses none, and the label still goes inside."""
+    fig, ax = plot.plt.subplots(figsize=(4, 3))
+    for y in [i / 200 for i in range(100, 200)]:
+        ax.plot([0, 1], [y, y], color="0.8", linewidth=0.5)
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1)
+    plot.place_labels(ax, [(1.0, 1.0, "corner", "k")])
+    [note] = ax.texts
+    box = note.get_window_extent(fig.canvas.get_renderer())
+    assert ax.bbox.x0 <= box.x0 and box.x1 <= ax.bbox.x1 and ax.bbox.y0 <= box.y0 and box.y1 <= ax.bbox.y1
+    plot.plt.close(fig)
