@@ -31,8 +31,8 @@ flops_budget solved it. A budget is the runs whose final counted FLOPs agree wit
 rate has the lowest final val loss on the seeds that every rate of the family ran (if none, the lowest
 mean); it is bracketed when a lower and a higher rate ran too. Prints the markdown table (or writes it to
 --table): per budget, each family at its best rate, its seeds' final losses, their mean, its neighbour
-rates' losses and how far it is behind the budget's best family. Draws --out: final val loss against peak rate,
-one line a family, one panel a budget.
+rates' losses and how far it is behind the budget's best family. Draws --out, if given: final val loss
+against peak rate, one line a family, one panel a budget.
 --best-rate (frontier, isoflop): of each family's runs, only those at its best rate.
 """
 
@@ -516,7 +516,7 @@ def rates_table(budgets):
 
 
 def rates(args):
-    if not args.out.endswith(".png") or os.path.isdir(args.out):
+    if args.out and (not args.out.endswith(".png") or os.path.isdir(args.out)):
         fail(f"--out {args.out} is not a .png file's name")
     if args.table and os.path.isdir(args.table):
         fail(f"--table {args.table} is a folder, not a file")
@@ -533,15 +533,18 @@ def rates(args):
     for path in (args.out, args.table):
         if path and os.path.dirname(path):
             os.makedirs(os.path.dirname(path), exist_ok=True)
-    plot_rates(budgets, args.out, args.title)
+    if args.out:
+        plot_rates(budgets, args.out, args.title)
     if args.table:
         with open(args.table, "w") as f:
             print_table(rates_table(budgets), text_columns=2, file=f, padded=False)
             print(f"\n{RATE_RULES}", file=f)
-        print(f"wrote {args.out} and {args.table}")
     else:
         print_table(rates_table(budgets), text_columns=2)
-        print(f"\n{RATE_RULES}\n\nwrote {args.out}")
+        print(f"\n{RATE_RULES}")
+    written = [path for path in (args.out, args.table) if path]
+    if written:
+        print(f"wrote {' and '.join(written)}")
 
 
 # -----------------------------------------------------------------------------
@@ -671,10 +674,10 @@ def main(argv=None):
     p.set_defaults(handler=curves)
 
     p = commands.add_parser("rates", help="each family's best peak rate at each budget: a table and a plot",
-                            usage="plot.py rates RUN... --out PNG [--table MD] [--reference-flops F] [--title T]")
+                            usage="plot.py rates RUN... [--out PNG] [--table MD] [--reference-flops F] [--title T]")
     p.add_argument("runs", nargs="+", metavar="RUN", help="metrics.jsonl files or out_dirs, each with its header "
                    "record: the runs of a rate sweep, of any families and budgets")
-    p.add_argument("--out", required=True, metavar="PNG", help="the plot to write (its folder is made if missing)")
+    p.add_argument("--out", metavar="PNG", help="the plot to write (its folder is made if missing); none if omitted")
     p.add_argument("--table", metavar="MD", help="write the markdown table to this file instead of stdout")
     p.add_argument("--reference-flops", type=float, metavar="F", help="the FLOPs that are 1.0x in the budgets' "
                    "names, e.g. 6.538e16 (dense GPT-2 124M on docmix); default: the budgets are named by FLOPs")

@@ -397,6 +397,15 @@ def test_rates_table_file_and_budgets_by_flops(tmp_path):
     assert [row[0] for row in rows] == ["1.500e+14 counted FLOPs"] + ["3.000e+14 counted FLOPs"] * 4
 
 
+def test_rates_without_out_writes_the_table_and_no_plot(tmp_path):
+    table_path = tmp_path / "rates.md"
+    result = run_plot("rates", *write_sweep(tmp_path), "--table", str(table_path))
+    assert result.returncode == 0, result.stderr
+    assert sorted(p.name for p in tmp_path.iterdir() if p.suffix != ".jsonl") == ["rates.md"]
+    rows = table(table_path.read_text())
+    assert len(rows) == 6 and rows == table(run_plot("rates", *write_sweep(tmp_path)).stdout)
+
+
 def test_rates_family_names_follow_the_runs_given(tmp_path):
     """Without the 100-step dense families, 50 steps is what most dense families ran, and no longer named."""
     sweep = [s for s in SWEEP if s[0]["mst"] or s[1] == 50]

@@ -42,20 +42,28 @@ def test_runs_txt_makes_the_committed_runs(folder, monkeypatch):
 
 
 def test_the_rates_tables_are_what_plots_sh_writes(tmp_path):
-    """results/docmix/rates.md is what plots.sh's `plot.py rates` command writes from the committed
-    metrics today, and README.md shows that table."""
+    """Each table in results/docmix that plots.sh's `plot.py rates` commands write is what they write from
+    the committed metrics today, and README.md shows rates.md."""
     docmix = os.path.join(REPO, "results", "docmix")
-    [line] = [line for line in open(os.path.join(docmix, "plots.sh")).read().replace("\\\n", " ").splitlines()
-              if "plot.py rates" in line]
-    words = shlex.split(line)[2:]  # python ../../plot.py
-    words[words.index("--out") + 1] = str(tmp_path / "rates.png")
-    words[words.index("--table") + 1] = str(tmp_path / "rates.md")
-    paths = sorted(glob.glob(os.path.join(docmix, words[1])))
-    result = subprocess.run([sys.executable, os.path.join(REPO, "plot.py"), words[0], *paths, *words[2:]],
-                            capture_output=True, text=True, cwd=docmix)
-    assert result.returncode == 0, result.stderr
+    lines = [line for line in open(os.path.join(docmix, "plots.sh")).read().replace("\\\n", " ").splitlines()
+             if "plot.py rates" in line]
+    tables = []
+    for line in lines:
+        words = shlex.split(line)[2:]  # python ../../plot.py
+        table = words[words.index("--table") + 1]
+        words[words.index("--table") + 1] = str(tmp_path / table)
+        if "--out" in words:
+            words[words.index("--out") + 1] = str(tmp_path / "rates.png")
+        first_option = next(i for i, word in enumerate(words) if word.startswith("--"))
+        paths = [path for pattern in words[1:first_option] for path in sorted(glob.glob(os.path.join(docmix, pattern)))]
+        assert paths, line
+        result = subprocess.run([sys.executable, os.path.join(REPO, "plot.py"), words[0], *paths,
+                                 *words[first_option:]], capture_output=True, text=True, cwd=docmix)
+        assert result.returncode == 0, result.stderr
+        assert (tmp_path / table).read_text() == open(os.path.join(docmix, table)).read(), table
+        tables.append(table)
+    assert tables == ["rates.md", "levers.md"]
     written = (tmp_path / "rates.md").read_text()
-    assert written == open(os.path.join(docmix, "rates.md")).read()
     readme = open(os.path.join(REPO, "README.md")).read()
     shown = readme.split("<!-- results:rates -->\n")[1].split("\n<!-- /results:rates -->")[0]
     assert shown == written.split("\n\n")[0].strip()
