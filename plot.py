@@ -475,16 +475,18 @@ def plot_rates(budgets, path, title):
                            alpha=0.35)
             ax.scatter([best], [f["means"][best]], s=160, facecolors="none", edgecolors=color, linewidths=1.4)
         # A rate that diverges would squeeze every other point into the bottom: the axis stops 0.5 above the
-        # best mean, and a point past it is drawn on the edge with its value.
+        # best mean, and a point past it is drawn on the edge with its value, stacked under the others there.
         means = [(rate, loss, plt.cm.tab10(i % 10)) for i, f in enumerate(budget["families"])
                  for rate, loss in f["means"].items()]
         lowest = min(loss for _, loss, _ in means)
         top = min(max(loss for _, loss, _ in means), lowest + 0.5) + 0.02
         ax.set_ylim(lowest - 0.02, top)
-        for rate, loss, color in means:
+        stacked = Counter()
+        for rate, loss, color in sorted(means, key=lambda m: -m[1]):
             if loss > top:
-                ax.annotate(f"{loss:.2f} ↑", (rate, top), xytext=(0, -12), textcoords="offset points", ha="center",
-                            color=color, fontsize=8, annotation_clip=False)
+                stacked[rate] += 1
+                ax.annotate(f"{loss:.2f} ↑", (rate, top), xytext=(0, -11 * stacked[rate]), textcoords="offset points",
+                            ha="center", color=color, fontsize=8, annotation_clip=False)
         ax.set_xscale("log", base=2)
         rates = sorted({rate for f in budget["families"] for rate in f["means"]})
         ax.set_xticks(rates, [rate_text(rate) for rate in rates])

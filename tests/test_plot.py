@@ -554,3 +554,23 @@ def test_a_label_stays_inside_the_axes_over_crossing_lines():
     box = note.get_window_extent(fig.canvas.get_renderer())
     assert ax.bbox.x0 <= box.x0 and box.x1 <= ax.bbox.x1 and ax.bbox.y0 <= box.y0 and box.y1 <= ax.bbox.y1
     plot.plt.close(fig)
+
+
+def test_rates_labels_of_points_past_the_axis_at_one_rate_do_not_overlap(tmp_path, monkeypatch):
+    """Three families diverge at 4e-3 (losses 2 to 4 above the rest): each is drawn on the top edge with its
+    value, and the three values' boxes stack without touching."""
+    sweep = [(family, 100, rate, 1337, offset + (3.0 + i if rate == 4e-3 else 0))
+             for i, family in enumerate([DENSE_2x64, DENSE_4x48, dict(DENSE_2x64, n_layer=3)])
+             for rate, offset in [(1e-3, 0.3), (2e-3, 0.2), (4e-3, 0.0)]]
+    budgets = [dict(budget, title="one budget") for budget in
+               plot.sweep([plot.load_run(path) for path in write_sweep(tmp_path, sweep)])]
+    figures = []
+    monkeypatch.setattr(plot, "save", lambda fig, path, **_: figures.append(fig))
+    plot.plot_rates(budgets, str(tmp_path / "rates.png"), "")
+    [fig] = figures
+    fig.canvas.draw()
+    notes = [t for ax in fig.axes for t in ax.texts if t.get_text().endswith("↑")]
+    assert sorted(t.get_text() for t in notes) == sorted(f"{10 / 11 + 3.0 + i:.2f} ↑" for i in range(3))
+    boxes = [t.get_window_extent(fig.canvas.get_renderer()) for t in notes]
+    assert not any(a.overlaps(b) for i, a in enumerate(boxes) for b in boxes[i + 1:])
+    plot.plt.close(fig)
