@@ -557,7 +557,7 @@ def test_a_label_stays_inside_the_axes_over_crossing_lines():
 
 
 def test_rates_labels_of_points_past_the_axis_at_one_rate_do_not_overlap(tmp_path, monkeypatch):
-    """Three families diverge at 4e-3 (losses 2 to 4 above the rest): each is drawn on the top edge with its
+    """Three families diverge at 4e-3 (3 to 5 above their best): each is drawn on the top edge with its
     value, and the three values' boxes stack without touching."""
     sweep = [(family, 100, rate, 1337, offset + (3.0 + i if rate == 4e-3 else 0))
              for i, family in enumerate([DENSE_2x64, DENSE_4x48, dict(DENSE_2x64, n_layer=3)])

@@ -1,5 +1,6 @@
 #!/bin/bash
-# Writes rates.md, rates.png, levers.md, levers_two_seeds.md, isoflop.png and frontier.png from the metrics files committed here:
+# Writes rates.md, rates.png, levers.md, levers_two_seeds.md, isoflop.png and frontier.png from the
+# metrics files committed here:
 #   bash results/docmix/plots.sh
 cd "$(dirname "$0")"
 python ../../plot.py rates 0078x/*.jsonl 030x/*.jsonl --out rates.png --table rates.md --reference-flops 6.538e16 \
