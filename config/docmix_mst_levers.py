@@ -4,7 +4,9 @@
 # then solves peak 0.57). Final val loss 2.452 and 2.488 (seeds 1337, 2) against 2.564 and 2.590 for the
 # best dense model of equal FLOPs (12 x 128 at 3.4e-3). At 0.30x, 448 wide, they want 1.2e-3 and tie
 # dense 12 x 352 (2.291, 2.331 against 2.291, 2.322; 512 wide, peak 0.60, also at 1.2e-3: 2.304, 2.337);
-# there an earlier restoration or drop_fraction=0.1 moves the loss by 0.008 at most (levers.md):
+# restoring from 50% to 75% instead (--ultra_end=0.5 --restore_end=0.75) ties at both budgets, swept
+# like the rest: 2.451, 2.498 here, and at 0.30x 2.284, 2.312, 0.009 ahead of dense 12 x 352 (rates.md).
+# At each budget:
 #   python train.py config/docmix_mst_levers.py
 #   python train.py config/docmix_mst_levers.py --flops_budget=1.9614e16 --n_embd=448 --n_head=7 \
 #     --learning_rate=1.2e-3 --min_lr=1.2e-4

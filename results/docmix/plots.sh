@@ -1,16 +1,13 @@
 #!/bin/bash
-# Writes rates.md, rates.png, levers.md, levers_two_seeds.md, isoflop.png and frontier.png from the
+# Writes rates.md, rates.png, levers.md, isoflop.png and frontier.png from the
 # metrics files committed here:
 #   bash results/docmix/plots.sh
 cd "$(dirname "$0")"
 python ../../plot.py rates 0078x/*.jsonl 030x/*.jsonl --out rates.png --table rates.md --reference-flops 6.538e16 \
  --title "docmix, 32 x 1024 tokens a step, 2500 steps unless named; min_lr = rate / 10"
 # The levers' settings at 0.30x, at the rate where their first setting was best (seed 1337):
-python ../../plot.py rates 030x/mst_448_*restore07_lr1.2e-3_s1337.jsonl 030x_levers/*_s1337.jsonl --table levers.md \
+python ../../plot.py rates 030x/mst_448_*restore0[57]_lr1.2e-3_s1337.jsonl 030x_levers/*_s1337.jsonl --table levers.md \
  --reference-flops 6.538e16
-# The best of them on both seeds, against dense 12 x 352 and the first setting, each with all its rates:
-python ../../plot.py rates 030x/dense_12x352_*.jsonl 030x/mst_448_*restore07*.jsonl 030x_levers/*restore05*.jsonl \
- --table levers_two_seeds.md --reference-flops 6.538e16
 # The 12-layer shape at equal FLOPs, dense and wider with MST's three levers; and the families against FLOPs.
 # Each family at its best rate (--best-rate):
 python ../../plot.py isoflop --best-rate --out . \
