@@ -6,6 +6,8 @@
 # dense 12 x 352 (2.291, 2.331 against 2.291, 2.322; 512 wide, peak 0.60, also at 1.2e-3: 2.304, 2.337);
 # restoring from 50% to 75% instead (--ultra_end=0.5 --restore_end=0.75) ties at both budgets, swept
 # like the rest: 2.451, 2.498 here, and at 0.30x 2.284, 2.312, 0.009 ahead of dense 12 x 352 (rates.md).
+# At 8 sequences a step (--batch_size=8) the lead is gone: a tie with dense, best at 2.4e-3 to 3.4e-3
+# (results/docmix/rates_b8.md).
 # At each budget:
 #   python train.py config/docmix_mst_levers.py
 #   python train.py config/docmix_mst_levers.py --flops_budget=1.9614e16 --n_embd=448 --n_head=7 \

@@ -62,7 +62,7 @@ def test_the_rates_tables_are_what_plots_sh_writes(tmp_path):
         assert result.returncode == 0, result.stderr
         assert (tmp_path / table).read_text() == open(os.path.join(docmix, table)).read(), table
         tables.append(table)
-    assert tables == ["rates.md", "levers.md"]
+    assert tables == ["rates.md", "rates_b8.md", "levers.md"]
     written = (tmp_path / "rates.md").read_text()
     readme = open(os.path.join(REPO, "README.md")).read()
     shown = readme.split("<!-- results:rates -->\n")[1].split("\n<!-- /results:rates -->")[0]

@@ -1,10 +1,12 @@
 #!/bin/bash
-# Writes rates.md, rates.png, levers.md, isoflop.png and frontier.png from the
+# Writes rates.md, rates.png, rates_b8.md, levers.md, isoflop.png and frontier.png from the
 # metrics files committed here:
 #   bash results/docmix/plots.sh
 cd "$(dirname "$0")"
 python ../../plot.py rates 0078x/*.jsonl 030x/*.jsonl --out rates.png --table rates.md --reference-flops 6.538e16 \
  --title "docmix, 32 x 1024 tokens a step, 2500 steps unless named; min_lr = rate / 10"
+# The same 0.078x families at 8 sequences a step (a quarter of the tokens and of the FLOPs):
+python ../../plot.py rates 0078x_b8/*.jsonl --table rates_b8.md --reference-flops 1.6345e16
 # The levers' settings at 0.30x, at the rate where their first setting was best (seed 1337):
 python ../../plot.py rates 030x/mst_448_*restore0[57]_lr1.2e-3_s1337.jsonl 030x_levers/*_s1337.jsonl --table levers.md \
  --reference-flops 6.538e16
