@@ -9,6 +9,7 @@ train.py and evaluate.py the same).
     python prepare.py openwebtext --data_files a.parquet b.parquet --name mytext
     python prepare.py openwebtext --text_dir my_docs/ --name mytext
     python prepare.py tokens --train docmix_train.u16.xz --val docmix_val.u16.xz --name docmix
+    python prepare.py pool docmix --tokens 2.5M       # data/docmix_pool2.5M: a smaller training set
 
 Every document ends with the end-of-text token 50256. A .bin is written as <file>.tmp and renamed
 when complete, so a .bin that exists is whole; a re-run skips the splits meta.json records as done.
@@ -27,6 +28,12 @@ documents, seed 2357) then gives the same ~9.04B train / ~4.4M val tokens. Disk:
 peak (24 GB parquet and 40 GB Arrow in ~/.cache/huggingface, an 18 GB tokenised cache deleted
 afterwards, the 18 GB train.bin). Tokenising runs at about 4 MB/s per core: about 30 min with
 --num_proc 8. Offline, it stops within a second with one line saying what to do.
+
+A pool is a prepared dataset's training split cut to N tokens, for studies of repeated data: the
+same run on a smaller pool sees its data more times. The pool is `N / chunk` chunks spaced evenly over
+the split (the last one shorter), so a corpus whose sources are concatenated in order keeps each in
+proportion; val.bin is the source's own. It is a dataset of its own rather than a train.py setting,
+so a run reads nothing but its pool, and its header's train_tokens and epochs say what it saw.
 
 The tokenizer: tokenizer.py (tiktoken's GPT-2 BPE, or an offline copy checked against tiktoken's
 own sha256 hashes); meta.json records which source was used.
@@ -296,12 +303,68 @@ def cmd_tokens(args):
         write_bin(os.path.join(out_dir, f"{split}.bin"), len(ids), [ids])
         finish_split(out_dir, meta, split, {"tokens": len(ids), "eot_tokens": int((ids == EOT).sum())})
 
+
+def pool_chunks(split_tokens, pool_tokens, chunk):
+    """(start, length) of the chunks of a pool: chunk i starts where the i-th of n equal strides of the
+    split starts, so the chunks spread evenly over the whole split; the last one is cut short, so that
+    their lengths add up to pool_tokens exactly."""
+    n = math.ceil(pool_tokens / chunk)
+    return [(i * split_tokens // n, min(chunk, pool_tokens - i * chunk)) for i in range(n)]
+
+
+def cmd_pool(args):
+    """Cut a prepared dataset's training split down to a pool of --tokens tokens (see the docstring)."""
+    source_dir = os.path.join(data_root(args.data_dir), args.source)
+    paths = {split: os.path.join(source_dir, f"{split}.bin") for split in SPLITS}
+    for path in paths.values():
+        if not os.path.isfile(path):
+            fail(f"{path} not found: prepare the dataset {args.source!r} first")
+    split_tokens = os.path.getsize(paths["train"]) // 2
+    # strides at least a chunk long, so that no two chunks overlap
+    if not 0 < args.tokens <= split_tokens - args.chunk or args.chunk <= 0:
+        fail(f"--tokens={args.tokens:,} must lie in (0, {split_tokens - args.chunk:,}]: {args.source}'s training "
+             f"split holds {split_tokens:,} tokens, and a pool of the whole split is the dataset itself")
+    args.name = args.name or f"{args.source}_pool{token_count_text(args.tokens)}"
+    out_dir = output_dir(args)
+    chunks = pool_chunks(split_tokens, args.tokens, args.chunk)
+    source = {"pool_of": os.path.abspath(source_dir), "split_tokens": split_tokens, "tokens": args.tokens,
+              "chunk": args.chunk, "chunks": len(chunks)}
+    meta = read_meta(out_dir, source, {"tokenizer_source": "the source dataset's"})
+    train = np.memmap(paths["train"], dtype=np.uint16, mode="r")
+    for split, num_tokens, pieces in (
+            ("train", args.tokens, (train[start:start + length] for start, length in chunks)),
+            ("val", os.path.getsize(paths["val"]) // 2, [np.fromfile(paths["val"], dtype=np.uint16)])):
+        if split_is_done(out_dir, meta, split):
+            print(f"{os.path.join(out_dir, split + '.bin')}: already written")
+            continue
+        save_meta(out_dir, meta)
+        write_bin(os.path.join(out_dir, f"{split}.bin"), num_tokens, pieces)
+        finish_split(out_dir, meta, split, {"tokens": num_tokens})
+
+
+def token_count(text):
+    """A count of tokens as the command line gives it: 2500000, 2.5e6 or 2.5M (K, M, B)."""
+    scale = {"K": 10**3, "M": 10**6, "B": 10**9}.get(text[-1:].upper(), 1)
+    try:
+        value = float(text[:-1] if scale > 1 else text) * scale
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a count of tokens (say 2500000, 2.5e6 or 2.5M)")
+    if value != int(value):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of tokens")
+    return int(value)
+
+
+def token_count_text(n):
+    """The short name of a count, as pools are named: 2500000 -> 2.5M, 600000 -> 0.6M, 12345 -> 12345."""
+    return f"{n / 10**6:g}M" if n >= 10**5 and n % 10**4 == 0 else str(n)
+
 # -----------------------------------------------------------------------------
 
 
-def add_output_args(parser, default_name):
+def add_output_args(parser, default_name, default_text=None):
     where = parser.add_mutually_exclusive_group(required=default_name is None)
-    where.add_argument("--name", default=default_name, help=f"write to DATA_DIR/NAME (default: {default_name})")
+    where.add_argument("--name", default=default_name,
+                       help=f"write to DATA_DIR/NAME (default: {default_text or default_name})")
     where.add_argument("--out", help="write to this directory instead")
     parser.add_argument("--data_dir", default="", help="the datasets' folder, as train.py's data_dir (default: "
                                                        "$MST_DATA_DIR, else data/ next to prepare.py)")
@@ -327,8 +390,14 @@ def main(argv=None):
     p.add_argument("--train", required=True, help="train tokens: raw uint16, or xz-compressed if named *.xz")
     p.add_argument("--val", required=True, help="val tokens, same format")
     add_output_args(p, None)
+    p = corpora.add_parser("pool", help="a prepared dataset's training split cut to fewer tokens, evenly spread")
+    p.add_argument("source", help="the prepared dataset, in the datasets' folder (e.g. docmix)")
+    p.add_argument("--tokens", type=token_count, required=True, help="the pool's size: 2500000, 2.5e6 or 2.5M")
+    p.add_argument("--chunk", type=int, default=16384, help="tokens a chunk (default: 16384)")
+    add_output_args(p, "", "SOURCE_poolN, as docmix_pool2.5M")
     args = parser.parse_args(argv)
-    {"shakespeare": cmd_shakespeare, "openwebtext": cmd_openwebtext, "tokens": cmd_tokens}[args.corpus](args)
+    commands = {"shakespeare": cmd_shakespeare, "openwebtext": cmd_openwebtext, "tokens": cmd_tokens, "pool": cmd_pool}
+    commands[args.corpus](args)
 
 
 if __name__ == "__main__":

@@ -325,13 +325,15 @@ def optimizer_groups(model, weight_decay, sparsity=None):
     return groups
 
 
-def set_learning_rate(optimizer, lr, sparsity=None):
-    """Every group at `lr`, but a mask group (optimizer_groups) at lr / its density: SμPar's rule for
-    Adam (Dey et al. 2024), under which a layer whose inputs are a share d live moves its outputs as
-    far per step as the dense layer. The density is the live one, so the rate follows the phases."""
+def set_learning_rate(optimizer, lr, sparsity=None, density_power=1.0):
+    """Every group at `lr`, but a mask group (optimizer_groups) at lr / its density ** density_power.
+    At power 1 it is SμPar's rule for Adam (Dey et al. 2024), under which a layer whose inputs are a
+    share d live moves its outputs as far per step as the dense layer. The density is the live one,
+    so the rate follows the phases."""
     for group in optimizer.param_groups:
-        i = group.get("mask_group")
-        group["lr"] = lr if i is None else lr * sparsity.groups[i].numel / max(sparsity.groups[i].live, 1)
+        mask_group = sparsity.groups[group["mask_group"]] if "mask_group" in group else None
+        density = 1.0 if mask_group is None else max(mask_group.live, 1) / mask_group.numel
+        group["lr"] = lr / density ** density_power
 
 
 def optimizer_step(optimizer, parameters, sparsity=None, grad_clip=0.0):

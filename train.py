@@ -98,6 +98,7 @@ grow_mode = "mixed"  # 'gradient', 'random' or 'mixed'
 grow_gradient_share = 0.75  # mixed growing: 3 by gradient to 1 at random
 grown_adam_state = "zero"  # a grown weight's Adam moments: 'zero', or 'gradient' (second moment = grad^2)
 density_lr_scaling = False  # True: each sparse layer's rate is learning_rate / its density (SμPar)
+density_lr_power = 1.0  # with density_lr_scaling: learning_rate / density ** this (1: SμPar's rule)
 # Hybrid Sparse Attention
 hsa_mode = "blocksparse"  # the sparse pattern: 'local', 'strided', 'fixed' or 'blocksparse'
 hsa_phases = ("ultra",)  # phases that use it; () keeps attention dense throughout
@@ -272,9 +273,10 @@ if master:
         plan = flops + planned_flops(schedule, iter_num)  # a resumed run: those counted, then the rest
         print(f"planned training FLOPs: {plan:.4g} = {plan / dense_run_flops:.3f}x the dense model's, "
               f"at peak sparsity {peak_sparsity:g}")
+    train_tokens = os.path.getsize(os.path.join(data_dir, "train.bin")) // 2
     metrics.start({"run": config, "params": sum(p.numel() for p in raw_model.parameters()),
                    "tokens_per_iter": tokens_per_iter, "resumed_at": iter_num, "changed": changed_on_resume,
-                   "train_tokens": os.path.getsize(os.path.join(data_dir, "train.bin")) // 2}, iter_num)
+                   "train_tokens": train_tokens, "epochs": max_iters * tokens_per_iter / train_tokens}, iter_num)
 
 
 def save(name, note=""):
@@ -300,7 +302,7 @@ while True:
     phase = phase_at(iter_num)
     attention = training_attention(raw_model, schedule, iter_num, device)
     lr = lr_at(iter_num)
-    set_learning_rate(optimizer, lr, sparsity)
+    set_learning_rate(optimizer, lr, sparsity, density_lr_power)
 
     t_eval, evaluate = time.time(), iter_num % eval_interval == 0 or iter_num == max_iters
     if evaluate:

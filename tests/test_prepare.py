@@ -349,3 +349,89 @@ def test_failed_tokens_import_leaves_nothing_behind(tmp_path, monkeypatch, capsy
     assert f"holds {len(bad_val)} bytes" in message
     assert os.listdir(data_dir) == []  # not even an empty data/docmix
 
+
+
+def make_prepared(data_dir, sources, val_tokens=300, rng_seed=0):
+    """data_dir/mix/{train,val}.bin: sources concatenated in order, each a run of token ids of its own
+    (source k holds ids in [1000 k, 1000 k + 1000)), so that a pool's tokens say where they came from."""
+    rng = np.random.default_rng(rng_seed)
+    train = np.concatenate([1000 * k + rng.integers(0, 1000, size=n) for k, n in enumerate(sources)])
+    train = train.astype(np.uint16)
+    val = rng.integers(0, 1000, size=val_tokens).astype(np.uint16)
+    os.makedirs(data_dir / "mix", exist_ok=True)
+    train.tofile(data_dir / "mix" / "train.bin")
+    val.tofile(data_dir / "mix" / "val.bin")
+    return train, val
+
+
+@pytest.mark.parametrize("pool_tokens, chunk", [(6000, 256), (6001, 256), (900, 100), (256, 256)])
+def test_a_pool_is_evenly_spread_chunks_of_the_training_split(tmp_path, pool_tokens, chunk):
+    sources = [20000, 12000, 6000, 2000]  # 50%, 30%, 15%, 5%, in order, as docmix's are
+    train, val = make_prepared(tmp_path, sources)
+    prepare.main(["pool", "mix", "--tokens", str(pool_tokens), "--chunk", str(chunk), "--data_dir", str(tmp_path)])
+    out = tmp_path / f"mix_pool{pool_tokens}"
+    pool = read_bin(out / "train.bin")
+    np.testing.assert_array_equal(read_bin(out / "val.bin"), val)  # the validation split is unchanged
+    assert len(pool) == pool_tokens
+    # Found again in the split by brute force: a pool is runs of consecutive tokens of the split, each
+    # `chunk` long but the last, in the split's order, without overlaps.
+    n_chunks = -(-pool_tokens // chunk)
+    starts, position = [], 0
+    for i in range(n_chunks):
+        piece = pool[i * chunk:(i + 1) * chunk]
+        found = [s for s in range(position, len(train) - len(piece) + 1) if np.array_equal(train[s:s + len(piece)], piece)]
+        assert found, f"chunk {i} is not a run of the split after the previous one"
+        starts.append(found[0])
+        position = found[0] + len(piece)
+    # evenly spread: the i-th chunk starts where the i-th of n_chunks equal strides of the split starts
+    assert all(abs(s - i * len(train) / n_chunks) < 1 for i, s in enumerate(starts))
+    # so every source keeps its share of the pool, within a chunk's worth
+    for k, n in enumerate(sources):
+        share = np.mean(pool // 1000 == k)
+        assert abs(share - n / len(train)) <= chunk / pool_tokens + 1e-9, (k, share)
+    meta = json.loads((out / "meta.json").read_text())
+    assert meta["splits"]["train"]["tokens"] == pool_tokens and meta["source"]["chunks"] == n_chunks
+    assert not glob.glob(str(out / "*.tmp"))
+
+
+def test_pool_names_and_counts(tmp_path):
+    assert [prepare.token_count(t) for t in ("2500000", "2.5e6", "2.5M", "600K", "0.6m", "1B")] == \
+        [2_500_000, 2_500_000, 2_500_000, 600_000, 600_000, 10**9]
+    assert [prepare.token_count_text(n) for n in (2_500_000, 600_000, 10_000_000, 12345)] == \
+        ["2.5M", "0.6M", "10M", "12345"]
+    make_prepared(tmp_path, [3_000_000], val_tokens=10)
+    prepare.main(["pool", "mix", "--tokens", "2.5M", "--data_dir", str(tmp_path)])
+    assert len(read_bin(tmp_path / "mix_pool2.5M" / "train.bin")) == 2_500_000
+
+
+@pytest.mark.parametrize("args, complaint", [
+    (["pool", "nothing", "--tokens", "100"], "prepare the dataset 'nothing' first"),
+    (["pool", "mix", "--tokens", "39900"], "must lie in (0, 39,744]"),  # a chunk short of the split's 40000
+    (["pool", "mix", "--tokens", "0"], "must lie in"),
+    (["pool", "mix", "--tokens", "2.5x"], "not a count of tokens"),
+    (["pool", "mix", "--tokens", "100.5"], "not a whole number"),
+])
+def test_bad_pools_are_one_line(tmp_path, capsys, args, complaint):
+    make_prepared(tmp_path, [40000])
+    message = one_line_error(capsys, args + ["--chunk", "256", "--data_dir", str(tmp_path)])
+    assert complaint in message
+    assert sorted(os.listdir(tmp_path)) == ["mix"]
+
+
+def test_training_reads_its_pool_and_nothing_else(tmp_path):
+    """A run on a pool sees the pool alone: with every token outside the pool (in the source split) an id
+    the model has no embedding for, training still runs, and its header counts the pool's epochs."""
+    sys.path.insert(0, os.path.join(REPO, "tests"))
+    from conftest import VOCAB, train as run_training, write_markov_tokens
+    write_markov_tokens(str(tmp_path / "markov.bin"), 20000, np.random.default_rng(1))
+    (tmp_path / "data" / "src").mkdir(parents=True)
+    full = read_bin(tmp_path / "markov.bin")
+    full.tofile(tmp_path / "data" / "src" / "train.bin")
+    full[:4000].tofile(tmp_path / "data" / "src" / "val.bin")
+    prepare.main(["pool", "src", "--tokens", "3000", "--chunk", "500", "--data_dir", str(tmp_path / "data")])
+    np.full(len(full), VOCAB + 7, dtype=np.uint16).tofile(tmp_path / "data" / "src" / "train.bin")  # all poison
+    header, evals, _ = run_training(str(tmp_path), str(tmp_path / "out"),
+                                    ["--dataset=src_pool3000", "--mst=False", "--max_iters=10", "--eval_interval=10"])
+    assert header["train_tokens"] == 3000
+    assert header["epochs"] == pytest.approx(10 * 4 * 32 / 3000)  # max_iters x batch_size x block_size / pool
+    assert set(evals) == {0, 10}

@@ -3,6 +3,7 @@ against train.py's."""
 
 import dataclasses
 import inspect
+import math
 import os
 
 import numpy as np
@@ -373,7 +374,8 @@ def test_grown_weights_second_moment_is_seeded_with_their_gradient_squared():
         MixedSparsity(tiny_model(), schedule(), grown_adam_state="warm")
 
 
-def test_density_lr_scaling_gives_each_mask_group_lr_over_its_density():
+@pytest.mark.parametrize("power", [1.0, 0.5])
+def test_density_lr_scaling_gives_each_mask_group_lr_over_its_density(power):
     model = tiny_model(4)
     sp = MixedSparsity(model, schedule(sparsify_end=0, initial_sparsity=0.6, peak_sparsity=0.6),
                        embedding_max_sparsity=1.0, seed=3)
@@ -381,13 +383,13 @@ def test_density_lr_scaling_gives_each_mask_group_lr_over_its_density():
     assert sum(len(g["params"]) for g in groups) == len(list(model.parameters()))  # each parameter once
     assert [g["weight_decay"] for g in groups[:2]] == [0.1, 0.0]
     opt = torch.optim.AdamW(groups, lr=1.0)
-    set_learning_rate(opt, 3e-3, sp)
+    set_learning_rate(opt, 3e-3, sp, density_power=power)
     for group in opt.param_groups:
         if "mask_group" in group:
             mg = sp.groups[group["mask_group"]]
             assert group["params"] == mg.params and group["weight_decay"] == 0.1
             live = int(mg.mask[0].sum())  # counted from the mask itself
-            assert group["lr"] == pytest.approx(3e-3 * mg.numel / live)
+            assert group["lr"] == pytest.approx(3e-3 * math.sqrt(mg.numel / live) ** (2 * power))
         else:
             assert group["lr"] == 3e-3
     assert len(opt.param_groups) == 2 + len(sp.groups)
