@@ -5,7 +5,9 @@ Plots the metrics.jsonl files that train.py writes, and prints a summary table a
     python plot.py frontier --family NAME RUN [RUN...] [--family NAME RUN...]... --out DIR [--title T]
                             [--reference RUN] [--best-rate]
     python plot.py isoflop --budget NAME RUN [RUN...] [--budget NAME RUN...]... --out DIR [--title T] [--best-rate]
-    python plot.py rates RUN... --out PNG [--table MD] [--reference-flops F] [--title T]
+    python plot.py rates RUN... [--out PNG] [--table MD] [--reference-flops F] [--metric final|best] [--title T]
+    python plot.py epochs --budget NAME RUN [RUN...] [--budget NAME RUN...]... [--out PNG|DIR] [--table MD]
+                          [--title T]
 
 A RUN is a metrics.jsonl file or the out_dir that holds one; LABEL=PATH names it (by default the out_dir's
 name, or the file's stem). FLOPs are each run's own count of its training FLOPs ("flops").
@@ -26,20 +28,31 @@ the peak sparsity in each run's header record (0 for a dense run), one line a bu
 runs that share a width and peak (seeds), with every run as a dot. Writes isoflop.png.
 
 rates: a learning-rate sweep. A family is one model shape and one method setting: all the settings in a
-run's header but the rate, min_lr, the seed, I/O and system ones (NOT_FAMILY), and peak_sparsity where
-flops_budget solved it. A budget is the runs whose final counted FLOPs agree within 2%. Each family's best
-rate has the lowest final val loss on the seeds that every rate of the family ran (if none, the lowest
-mean); it is bracketed when a lower and a higher rate ran too. Prints the markdown table (or writes it to
---table): per budget, each family at its best rate, its seeds' final losses, their mean, its neighbour
-rates' losses and how far it is behind the budget's best family. Draws --out, if given: final val loss
-against peak rate, one line a family, one panel a budget.
+run's header but the rate, min_lr, the seed, I/O and system ones (NOT_FAMILY), the dataset (its pool), and
+peak_sparsity where flops_budget solved it. A budget is the runs whose final counted FLOPs agree within 2%, and
+that trained on one dataset (named after the FLOPs where the runs have several). Each family's best rate has
+the lowest final val loss (--metric best: the lowest evaluated one, a run's best) on the seeds that every rate
+of the family ran (if none, the lowest mean); it is bracketed when a lower and a higher rate ran too. Prints
+the markdown table (or writes it to --table): per budget, each family at its best rate, its seeds' losses,
+their mean, its neighbour rates' losses and how far it is behind the budget's best family. Draws --out, if
+given: the loss against peak rate, one line a family, one panel a budget.
+
+epochs: rate sweeps at one budget on training pools of several sizes (datasets), as rates ranks them on the
+best val loss. A pool's epochs are max_iters x tokens_per_iter / train_tokens, from each run's header. Per
+--budget, pool and family, the table gives its best rate, its seeds' best and final val losses there, the
+rate the final val loss would pick, the epochs and how far it is behind the pool's best family. Draws --out
+(a .png, or a folder for epochs.png), if given: the mean best val loss at the best rate against epochs, a line
+a family through the pools, a panel a --budget.
+
 --best-rate (frontier, isoflop): of each family's runs, only those at its best rate.
 """
 
 import argparse
+import contextlib
 import json
 import math
 import os
+import sys
 from collections import Counter
 
 from configurator import settings_block
@@ -326,14 +339,25 @@ def curves(args):
 NOT_FAMILY = {"learning_rate", "min_lr", "seed", "out_dir", "eval_interval", "log_interval", "eval_iters",
               "always_save_checkpoint", "keep_checkpoints", "keep_best_checkpoint", "init_from", "overwrite",
               "allow_changes_on_resume", "compile", "device", "dtype", "backend", "data_dir"}
+# A run's pool, the dataset it trained on, is no setting of its family either: a family on another pool is
+# compared apart from it (rates), or is the next point of its line (epochs).
+POOL = "dataset"
 # Not named as settings: the name's own part, the heads (they go with the width) and the budget's.
 IN_NAME = {"mst", "n_layer", "n_embd", "peak_sparsity", "n_head", "flops_budget"}
 TRAIN_DEFAULTS = settings_block(os.path.join(PROJECT_DIR, "train.py"))
 BUDGET_SPREAD = 0.02  # the runs of one budget count FLOPs within 2% of its smallest run's
-RATE_RULES = ("Best rate: the lowest final val loss on the seeds that every rate of the family ran (if none, the "
-              "lowest mean), the next rates shown the same way; mean: over the seeds run at the best rate. "
-              "Bracketed: a lower and a higher rate ran too. "
-              f"A budget: runs whose counted FLOPs agree within {BUDGET_SPREAD:.0%}.")
+# What a sweep ranks rates on: a sweep point's key, and its names in a table and on a plot's axis
+METRICS = {"final": ("val_loss", "final val loss", "final validation loss"),
+           "best": ("best_loss", "best val loss", "best validation loss")}
+BEST_LOSS_RULE = "Best val loss: the lowest of a run's evaluations, what a run that keeps its best checkpoint has"
+RANKING_RULE = "the lowest {} on the seeds that every rate of the family ran (if none, the lowest mean)"
+BUDGET_RULE = f"A budget: runs whose counted FLOPs agree within {BUDGET_SPREAD:.0%}."
+
+
+def rate_rules(metric):
+    return (f"Best rate: {RANKING_RULE.format(METRICS[metric][1])}, the next rates shown the same way; mean: over "
+            "the seeds run at the best rate. Bracketed: a lower and a higher rate ran too. "
+            + (f"{BEST_LOSS_RULE}. " if metric == "best" else "") + BUDGET_RULE)
 
 
 def header_settings(run):
@@ -349,8 +373,9 @@ def shape_text(settings):
 
 
 def sweep_point(run):
-    """A run's place in a rate sweep, from its (latest) header: the settings that make its family, its peak
-    rate and seed, and its final val loss and counted FLOPs."""
+    """A run's place in a rate sweep, from its (latest) header: the settings that make its family, its pool,
+    peak rate and seed, its final val loss, its best (lowest evaluated) one and that evaluation's step, its
+    counted FLOPs and the epochs it trained over its pool."""
     if run["header"] is None:
         fail(f"{run['path']} has no header record, so its rate, seed and family are unknown")
     settings = header_settings(run)
@@ -365,28 +390,51 @@ def sweep_point(run):
         fail(f"{run['path']} ends at step {last['step']} of {settings['max_iters']}: finish it (--init_from=resume) "
              "or leave it out")
     trained(run)  # fails for a run of no steps
-    named = {k: v for k, v in settings.items() if k not in NOT_FAMILY}
+    named = {k: v for k, v in settings.items() if k not in NOT_FAMILY and k != POOL}
     family = {k: v for k, v in named.items() if not (k == "peak_sparsity" and settings.get("flops_budget", 0) > 0)}
-    return {"run": run, "named": named, "family": json.dumps(family, sort_keys=True),
+    best = min(run["evals"], key=lambda r: r["val_loss"])  # the first of equal ones
+    header = run["header"]
+    return {"run": run, "named": named, "family": json.dumps(family, sort_keys=True), "pool": settings[POOL],
+            "train_tokens": header["train_tokens"],
+            "epochs": settings["max_iters"] * header["tokens_per_iter"] / header["train_tokens"],
             "rate": settings["learning_rate"], "seed": settings["seed"], "val_loss": last["val_loss"],
-            "flops": last["flops"]}
+            "best_loss": best["val_loss"], "best_step": best["step"], "flops": last["flops"]}
 
 
-def sweep(runs):
-    """The runs' budgets in FLOP order, each {"flops": its largest run's, "families": [...], best first}. A
-    family is {"name", "points": {rate: {seed: sweep point}}, "means": {rate: mean over seeds}, "ranked":
-    {rate: mean over the seeds every rate ran}, "best": the rate ranked lowest, "bracketed"}; rates ascend,
-    seeds keep the order given."""
+def ranking(points, key):
+    """A family's {rate: {seed: sweep point}} ranked on the points' loss `key`: {rate: mean over its seeds},
+    {rate: mean over the seeds that every rate ran (if none, over its own)}, and the rate ranked lowest."""
+    means = {rate: sum(p[key] for p in seeds.values()) / len(seeds) for rate, seeds in points.items()}
+    # Rates are ranked on the seeds that all of them ran: a second seed runs only at and next to the
+    # best, and its offset (seed 2 sits 0.01-0.05 above seed 1337 here) would rank those rates on it.
+    shared = set.intersection(*(set(seeds) for seeds in points.values()))
+    ranked = {rate: (sum(seeds[s][key] for s in shared) / len(shared) if shared else means[rate])
+              for rate, seeds in points.items()}
+    return means, ranked, min(ranked, key=ranked.get)
+
+
+def sweep(runs, metric="final"):
+    """The runs' budgets: in FLOP order, and at equal FLOPs a budget a pool, the largest pool first. A budget
+    is {"flops": its FLOPs' largest run's, "level": the FLOPs' place in that order, "pool", "train_tokens": the
+    pool's, "families": [...], best first}. A family is {"name", "key": its settings, "points": {rate: {seed:
+    sweep point}}, "means": {rate: mean over seeds}, "ranked": {rate: mean over the seeds every rate ran},
+    "best": the rate ranked lowest, "bracketed"}, on the metric's loss; rates ascend, seeds keep the order
+    given."""
     points = [sweep_point(run) for run in runs]
-    smallest = []  # each budget's smallest FLOPs
+    smallest = []  # each FLOP level's smallest FLOPs
     for p in sorted(points, key=lambda p: p["flops"]):
         if not smallest or p["flops"] > smallest[-1] * (1 + BUDGET_SPREAD):
             smallest.append(p["flops"])
-        p["budget"] = len(smallest) - 1
+        p["level"] = len(smallest) - 1
+    size = {}  # each pool's training tokens
+    for p in points:
+        size[p["pool"]] = max(size.get(p["pool"], 0), p["train_tokens"])
+    budgets = sorted({(p["level"], p["pool"]) for p in points}, key=lambda b: (b[0], -size[b[1]], b[1]))
     families = {}
     for p in points:
-        family = families.setdefault((p["budget"], p["family"]), {"budget": p["budget"], "named": p["named"],
-                                                                   "points": {}})
+        p["budget"] = budgets.index((p["level"], p["pool"]))
+        family = families.setdefault((p["budget"], p["family"]), {"budget": p["budget"], "key": p["family"],
+                                                                   "named": p["named"], "points": {}})
         seeds = family["points"].setdefault(p["rate"], {})
         if p["seed"] in seeds:
             fail(f"{seeds[p['seed']]['run']['path']} and {p['run']['path']} are one family at one rate and seed: "
@@ -395,19 +443,13 @@ def sweep(runs):
     families = list(families.values())
     for f in families:
         f["points"] = dict(sorted(f["points"].items()))
-        f["means"] = {rate: sum(p["val_loss"] for p in seeds.values()) / len(seeds)
-                      for rate, seeds in f["points"].items()}
-        # Rates are ranked on the seeds that all of them ran: a second seed runs only at and next to the
-        # best, and its offset (seed 2 sits 0.01-0.05 above seed 1337 here) would rank those rates on it.
-        shared = set.intersection(*(set(seeds) for seeds in f["points"].values()))
-        ranked = {rate: (sum(seeds[s]["val_loss"] for s in shared) / len(shared) if shared else f["means"][rate])
-                  for rate, seeds in f["points"].items()}
-        f["ranked"], f["best"] = ranked, min(ranked, key=ranked.get)
+        f["means"], f["ranked"], f["best"] = ranking(f["points"], METRICS[metric][0])
         f["bracketed"] = min(f["means"]) < f["best"] < max(f["means"])
     name_families(families)
-    return [{"flops": max(p["flops"] for p in points if p["budget"] == b),
+    return [{"flops": max(p["flops"] for p in points if p["level"] == level), "level": level, "pool": pool,
+             "train_tokens": size[pool],
              "families": sorted((f for f in families if f["budget"] == b), key=lambda f: f["means"][f["best"]])}
-            for b in range(len(smallest))]
+            for b, (level, pool) in enumerate(budgets)]
 
 
 def setting_text(key, value):
@@ -458,21 +500,34 @@ def rate_text(rate):
     return f"{mantissa.rstrip('0').rstrip('.')}e{int(exponent)}"
 
 
-def plot_rates(budgets, path, title):
-    columns = min(len(budgets), 2)
-    rows = -(-len(budgets) // columns)
-    fig, axes = plt.subplots(rows, columns, figsize=(10 * columns, 1 + 5 * rows), squeeze=False)
-    for ax in axes.flat[len(budgets):]:
+def under_axes(ax):
+    """A legend's place: under the axes' x label, where long family names cover no point."""
+    below = matplotlib.transforms.offset_copy(ax.transAxes, ax.figure, y=-34, units="points")
+    return {"legend": "upper center", "bbox_to_anchor": (0.5, 0), "bbox_transform": below}
+
+
+def panel_grid(count, width, height, extra_height):
+    """A figure of `count` panels, two a row, each width x height inches (plus extra_height for the titles):
+    the figure and its panels' axes, in reading order."""
+    columns = min(count, 2)
+    rows = -(-count // columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(width * columns, extra_height + height * rows), squeeze=False)
+    for ax in axes.flat[count:]:
         ax.set_visible(False)
-    for ax, budget in zip(axes.flat, budgets):
+    return fig, axes.flat[:count]
+
+
+def plot_rates(budgets, path, title, metric="final"):
+    key, words, axis = METRICS[metric]
+    fig, axes = panel_grid(len(budgets), 10, 5, 1)
+    for ax, budget in zip(axes, budgets):
         for i, f in enumerate(budget["families"]):
             color, best = plt.cm.tab10(i % 10), f["best"]
             ax.plot(list(f["means"]), list(f["means"].values()), color=color, marker=MARKERS[i % len(MARKERS)],
                     markersize=6, linewidth=1.6, label=f"{f['name']}: {f['means'][best]:.3f} at {rate_text(best)}"
                     + ("" if f["bracketed"] else ", NOT BRACKETED"))
             for rate, seeds in f["points"].items():
-                ax.scatter([rate] * len(seeds), [p["val_loss"] for p in seeds.values()], color=color, s=12,
-                           alpha=0.35)
+                ax.scatter([rate] * len(seeds), [p[key] for p in seeds.values()], color=color, s=12, alpha=0.35)
             ax.scatter([best], [f["means"][best]], s=160, facecolors="none", edgecolors=color, linewidths=1.4)
         # A rate that diverges would squeeze every other point into the bottom: the axis stops 0.5 above the
         # best mean, and a point past it is drawn on the edge with its value, stacked under the others there.
@@ -491,16 +546,15 @@ def plot_rates(budgets, path, title):
         rates = sorted({rate for f in budget["families"] for rate in f["means"]})
         ax.set_xticks(rates, [rate_text(rate) for rate in rates])
         ax.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
-        below = matplotlib.transforms.offset_copy(ax.transAxes, fig, y=-34, units="points")  # under the x label
-        dress(ax, "peak learning rate (log2 scale)", "final validation loss (nats/token)", budget["title"],
-              legend="upper center", bbox_to_anchor=(0.5, 0), bbox_transform=below)
-    fig.suptitle("final val loss by peak rate: lines through the mean over seeds (dots), rings at each family's "
-                 "best" + (f"\n{title}" if title else ""))
+        dress(ax, "peak learning rate (log2 scale)", f"{axis} (nats/token)", budget["title"], **under_axes(ax))
+    fig.suptitle(f"{words} by peak rate: lines through the mean over seeds (dots), rings at each family's best"
+                 + (f"\n{title}" if title else ""))
     save(fig, path, tight=True)
 
 
-def rates_table(budgets):
-    rows = [["budget", "family", "best rate", "bracketed", "final val loss by seed", "mean",
+def rates_table(budgets, metric="final"):
+    key, words, _ = METRICS[metric]
+    rows = [["budget", "family", "best rate", "bracketed", f"{words} by seed", "mean",
              "next lower rate", "next higher rate", "vs best family"]]
     for budget in budgets:
         top = budget["families"][0]
@@ -511,20 +565,41 @@ def rates_table(budgets):
                          for i in (at - 1, at + 1)]
             seeds = f["points"][f["best"]]
             rows.append([budget["label"], f["name"], rate_text(f["best"]), "yes" if f["bracketed"] else "**no**",
-                         ", ".join(f"{seed}: {p['val_loss']:.3f}" for seed, p in seeds.items()),
+                         ", ".join(f"{seed}: {p[key]:.3f}" for seed, p in seeds.items()),
                          f"{mean:.3f}", *neighbour,
                          "best" if f is top else f"{mean - top['means'][top['best']]:+.3f}"])
     return rows
 
 
+def check_table(path):
+    if path and os.path.isdir(path):
+        fail(f"--table {path} is a folder, not a file")
+
+
+def write_outputs(figure, table, rows, notes, text_columns, draw):
+    """draw(figure) if a figure is asked for; the markdown table and its notes to the table file, else to
+    stdout (padded there, to read in a terminal); each file's folder made if missing."""
+    for path in (figure, table):
+        if path and os.path.dirname(path):
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+    if figure:
+        draw(figure)
+    with open(table, "w") if table else contextlib.nullcontext(sys.stdout) as f:
+        print_table(rows, text_columns=text_columns, file=f, padded=not table)
+        print(f"\n{notes}", file=f)
+    written = [path for path in (figure, table) if path]
+    if written:
+        print(f"wrote {' and '.join(written)}")
+
+
 def rates(args):
     if args.out and (not args.out.endswith(".png") or os.path.isdir(args.out)):
         fail(f"--out {args.out} is not a .png file's name")
-    if args.table and os.path.isdir(args.table):
-        fail(f"--table {args.table} is a folder, not a file")
+    check_table(args.table)
     if args.reference_flops is not None and not args.reference_flops > 0:
         fail(f"--reference-flops={args.reference_flops} must be a positive number of FLOPs")
-    budgets = sweep(load_runs(args.runs))
+    budgets = sweep(load_runs(args.runs), args.metric)
+    pools = len({budget["pool"] for budget in budgets}) > 1
     for budget in budgets:
         flops = f"{budget['flops']:.3e} counted FLOPs"
         if args.reference_flops:
@@ -532,21 +607,124 @@ def rates(args):
             budget["title"] = f"{budget['label']} ({flops})"
         else:
             budget["label"] = budget["title"] = flops
-    for path in (args.out, args.table):
-        if path and os.path.dirname(path):
-            os.makedirs(os.path.dirname(path), exist_ok=True)
-    if args.out:
-        plot_rates(budgets, args.out, args.title)
-    if args.table:
-        with open(args.table, "w") as f:
-            print_table(rates_table(budgets), text_columns=2, file=f, padded=False)
-            print(f"\n{RATE_RULES}", file=f)
-    else:
-        print_table(rates_table(budgets), text_columns=2)
-        print(f"\n{RATE_RULES}")
-    written = [path for path in (args.out, args.table) if path]
-    if written:
-        print(f"wrote {' and '.join(written)}")
+        if pools:  # one dataset is every run's; more are named
+            budget["label"] += f", {budget['pool']}"
+            budget["title"] += f", {budget['pool']}"
+    write_outputs(args.out, args.table, rates_table(budgets, args.metric), rate_rules(args.metric), 2,
+                  lambda path: plot_rates(budgets, path, args.title, args.metric))
+
+
+# -----------------------------------------------------------------------------
+# epochs
+
+
+def pool_text(budget):
+    return f"{budget['pool']} ({budget['train_tokens'] / 1e6:.3g}M tokens)"
+
+
+def epoch_budgets(given):
+    """[(name, [budget a pool, the largest first])], one a --budget NAME RUN... in `given`, [(name, runs)]. The
+    runs of all are one sweep on the best val loss, so that family names agree across budgets; each budget's
+    families also get "epochs" (their best rate's runs', over the pool) and "by_final" (the rate the final val
+    loss ranks lowest, ranked as the best one is) with "final_ranked" (as "ranked")."""
+    budgets = sweep([run for _, runs in given for run in runs], "best")
+    level = {id(p["run"]): budget["level"] for budget in budgets for f in budget["families"]
+             for seeds in f["points"].values() for p in seeds.values()}
+    named, panels = {}, []
+    for name, runs in given:
+        levels = {level[id(run)] for run in runs}
+        if len(levels) > 1:
+            fail(f"--budget {name}'s runs count FLOPs more than {BUDGET_SPREAD:.0%} apart: give each budget its own "
+                 "--budget")
+        [at] = levels
+        if at in named:
+            fail(f"--budget {named[at]} and --budget {name} count the same FLOPs: give their runs as one --budget")
+        named[at] = name
+        panels.append((name, [budget for budget in budgets if budget["level"] == at]))
+    for budget in budgets:
+        for f in budget["families"]:
+            seeds = f["points"][f["best"]].values()
+            f["epochs"] = sum(p["epochs"] for p in seeds) / len(seeds)
+            _, f["final_ranked"], f["by_final"] = ranking(f["points"], "val_loss")
+    return panels
+
+
+def plot_epochs(panels, path, title):
+    fig, axes = panel_grid(len(panels), 9, 5.5, 1.5)
+    labels = {}
+    for ax, (name, pools) in zip(axes, panels):
+        lines = {}  # {family key: (name, [the family at each pool])}, in the order of the largest pool's ranking
+        for budget in pools:
+            for f in budget["families"]:
+                lines.setdefault(f["key"], (f["name"], []))[1].append(f)
+        labels[ax] = []
+        for i, (family, points) in enumerate(lines.values()):
+            color = plt.cm.tab10(i % 10)
+            points.sort(key=lambda f: f["epochs"])
+            ax.plot([f["epochs"] for f in points], [f["means"][f["best"]] for f in points], color=color,
+                    marker=MARKERS[i % len(MARKERS)], markersize=7, linewidth=1.6, label=family)
+            for f in points:
+                seeds = f["points"][f["best"]].values()
+                if len(seeds) > 1:
+                    ax.scatter([f["epochs"]] * len(seeds), [p["best_loss"] for p in seeds], color=color, s=14,
+                               alpha=0.6)
+                labels[ax].append((f["epochs"], f["means"][f["best"]],
+                                   rate_text(f["best"]) + ("" if f["bracketed"] else " (not bracketed)"), color))
+        log_x(ax)
+        dress(ax, "epochs over the training pool (log scale)", "best validation loss (nats/token)",
+              f"{name} ({pools[0]['flops']:.3e} counted FLOPs)", margins=(0.12, 0.1), **under_axes(ax))
+    fig.suptitle("best val loss by epochs at equal FLOPs: each family at its best peak rate (labelled), lines "
+                 "through the mean over seeds (dots)" + (f"\n{title}" if title else ""))
+    save(fig, path, labels, tight=True)
+
+
+def epochs_table(panels):
+    rows = [["budget", "pool", "family", "epochs", "best rate", "bracketed", "best val loss by seed (step)", "mean",
+             "final val loss by seed", "mean", "best rate by final", "vs best family"]]
+    for name, pools in panels:
+        for budget in pools:
+            top = budget["families"][0]
+            for f in budget["families"]:
+                seeds, mean = f["points"][f["best"]], f["means"][f["best"]]
+                finals = [p["val_loss"] for p in seeds.values()]
+                by_final = ("same" if f["by_final"] == f["best"] else
+                            f"**{rate_text(f['by_final'])}**: {f['final_ranked'][f['by_final']]:.3f}")
+                rows.append([name, pool_text(budget), f["name"], f"{f['epochs']:.1f}", rate_text(f["best"]),
+                             "yes" if f["bracketed"] else "**no**",
+                             ", ".join(f"{seed}: {p['best_loss']:.3f} ({p['best_step']})" for seed, p in seeds.items()),
+                             f"{mean:.3f}", ", ".join(f"{seed}: {p['val_loss']:.3f}" for seed, p in seeds.items()),
+                             f"{sum(finals) / len(finals):.3f}", by_final,
+                             "best" if f is top else f"{mean - top['means'][top['best']]:+.3f}"])
+    return rows
+
+
+def epochs_notes(panels):
+    families = [f for _, pools in panels for budget in pools for f in budget["families"]]
+    moved = sum(f["by_final"] != f["best"] for f in families)
+    return (f"Best rate: {RANKING_RULE.format('best val loss')}. {BEST_LOSS_RULE}; (step): its step. Mean: over the "
+            "seeds run at the best rate. Final val loss: the same runs' last evaluation. Best rate by final: the rate "
+            "that the final val loss ranks lowest the same way, with that loss, where it is another. Bracketed: a "
+            "lower and a higher rate ran too. Vs best family: on the mean best val loss, against the best family "
+            "of the same budget and pool. Epochs: max_iters x tokens a step / the pool's training tokens.\n\n"
+            + ("Ranked on the final val loss instead, every family keeps its best rate at every pool." if not moved
+               else f"Ranked on the final val loss instead, {moved} of {len(families)} rows pick another rate."))
+
+
+def epochs(args):
+    path = args.out
+    if path and not path.endswith(".png"):
+        if os.path.exists(path) and not os.path.isdir(path):
+            fail(f"--out {path} is neither a .png file's name nor a folder")
+        path = os.path.join(path, "epochs.png")
+    check_table(args.table)
+    given = []
+    for name, *specs in args.budget:
+        if not specs:
+            fail(f"--budget {name} names no run: give --budget NAME RUN [RUN...]")
+        given.append((name, [load_run(spec) for spec in specs]))
+    panels = epoch_budgets(given)
+    write_outputs(path, args.table, epochs_table(panels), epochs_notes(panels), 3,
+                  lambda path: plot_epochs(panels, path, args.title))
 
 
 # -----------------------------------------------------------------------------
@@ -676,14 +854,26 @@ def main(argv=None):
     p.set_defaults(handler=curves)
 
     p = commands.add_parser("rates", help="each family's best peak rate at each budget: a table and a plot",
-                            usage="plot.py rates RUN... [--out PNG] [--table MD] [--reference-flops F] [--title T]")
+                            usage="plot.py rates RUN... [--out PNG] [--table MD] [--reference-flops F] [--metric M] "
+                                  "[--title T]")
     p.add_argument("runs", nargs="+", metavar="RUN", help="metrics.jsonl files or out_dirs, each with its header "
                    "record: the runs of a rate sweep, of any families and budgets")
     p.add_argument("--out", metavar="PNG", help="the plot to write (its folder is made if missing); none if omitted")
-    p.add_argument("--table", metavar="MD", help="write the markdown table to this file instead of stdout")
     p.add_argument("--reference-flops", type=float, metavar="F", help="the FLOPs that are 1.0x in the budgets' "
                    "names, e.g. 6.538e16 (dense GPT-2 124M on docmix); default: the budgets are named by FLOPs")
+    p.add_argument("--metric", choices=METRICS, default="final", help="rank rates on each run's final val loss "
+                   "(default) or its best, the lowest of its evaluations")
     p.set_defaults(handler=rates)
+
+    p = commands.add_parser("epochs", help="each family's best val loss at its best rate by epochs over its pool",
+                            usage="plot.py epochs --budget NAME RUN [RUN...] [--budget NAME RUN...]... [--out PNG|DIR] "
+                                  "[--table MD] [--title T]")
+    p.add_argument("--budget", action="append", nargs="+", required=True, metavar=("NAME", "RUN"),
+                   help="a budget's name, then its runs: rate sweeps of any families on any pools (datasets), each "
+                        "run with its header record, all of about equal counted FLOPs")
+    p.add_argument("--out", metavar="PNG|DIR", help="the plot to write, or a folder for epochs.png (made if "
+                   "missing); none if omitted")
+    p.set_defaults(handler=epochs)
 
     p = commands.add_parser("frontier", help="final loss vs FLOPs, one point a run, one line a family",
                             usage="plot.py frontier --family NAME RUN [RUN...] [--family NAME RUN...]... --out DIR "
@@ -703,14 +893,16 @@ def main(argv=None):
     p.set_defaults(handler=isoflop)
 
     for name, p in commands.choices.items():
+        if name in ("rates", "epochs"):
+            p.add_argument("--table", metavar="MD", help="write the markdown table to this file instead of stdout")
         if name in ("frontier", "isoflop"):
             p.add_argument("--best-rate", action="store_true", help="of each family's runs (see rates), only those "
                            "at its best rate")
-        if name != "rates":
+        if name not in ("rates", "epochs"):
             p.add_argument("--out", required=True, metavar="DIR", help="folder for the PNGs (made if missing)")
         p.add_argument("--title", default="", metavar="T", help="second title line of every plot, e.g. the setup")
     args = parser.parse_args(argv)
-    if args.command != "rates" and os.path.exists(args.out) and not os.path.isdir(args.out):
+    if args.command not in ("rates", "epochs") and os.path.exists(args.out) and not os.path.isdir(args.out):
         fail(f"--out {args.out} is a file, not a folder")
     args.handler(args)
 

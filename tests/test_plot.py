@@ -22,9 +22,10 @@ def mst_phase(step):
 
 
 def write_run(path, mst, max_iters=100, eval_interval=25, log_interval=10, header=True, params=1000,
-              tokens_per_iter=8192, train_tokens=500_000, loss_offset=None, settings=None, flops_per_step=3e12):
+              tokens_per_iter=8192, train_tokens=500_000, loss_offset=None, settings=None, flops_per_step=3e12,
+              val_losses=None):
     """train.py's record order: the header, then the eval of step s (before training it), then the log record
-    after step s. The final val loss is 10 / (1 + max_iters / 10) + loss_offset."""
+    after step s. The val loss of step s is 10 / (1 + s / 10) + loss_offset, or the evaluations' val_losses."""
     header = {"run": {"max_iters": max_iters, "n_layer": 2, "n_embd": 64, "dataset": "synthetic", "mst": mst,
                       **(settings or {})},
               "params": params, "tokens_per_iter": tokens_per_iter, "train_tokens": train_tokens,
@@ -32,12 +33,13 @@ def write_run(path, mst, max_iters=100, eval_interval=25, log_interval=10, heade
     if loss_offset is None:
         loss_offset = 0.4321 if mst else 0.1234
     records, flops, flops_dense = [header] if header else [], 0.0, 0.0
+    given = iter(val_losses or ())
     for step in range(max_iters + 1):
         phase = mst_phase(step) if mst else "dense"
         attn_mode, attn_window = ("blocksparse", 64) if phase == "ultra" else ("dense", 256)
         target = {"sparsify": 0.9 * step / 20, "ultra": 0.9, "restoration": 0.9 * (100 - step) / 20}.get(phase, 0.0)
         if step % eval_interval == 0 or step == max_iters:
-            val_loss = 10.0 / (1 + step / 10) + loss_offset
+            val_loss = next(given) if val_losses else 10.0 / (1 + step / 10) + loss_offset
             records.append({"step": step, "train_loss": val_loss - 0.1, "val_loss": val_loss, "phase": phase,
                             "attn_mode": attn_mode, "attn_window": attn_window, "flops": flops,
                             "flops_dense": flops_dense})
@@ -574,3 +576,178 @@ def test_rates_labels_of_points_past_the_axis_at_one_rate_do_not_overlap(tmp_pat
     boxes = [t.get_window_extent(fig.canvas.get_renderer()) for t in notes]
     assert not any(a.overlaps(b) for i, a in enumerate(boxes) for b in boxes[i + 1:])
     plot.plt.close(fig)
+
+
+# -----------------------------------------------------------------------------
+# epochs: rate sweeps of one budget on pools of training data of several sizes
+
+
+def evals(best, final):
+    """Val losses at steps 0, 25, 50, 75 and 100: falling to `final`, or, for a final above `best`, to `best` at
+    step 75 and up again (overfitting)."""
+    return [10.0, best + 1.0, best + 0.5, best, final] if final > best else [10.0, final + 1.5, final + 1, final + 0.5,
+                                                                             final]
+
+
+DROPOUT = dict(DENSE_2x64, dropout=0.1)
+POOLS = {"docmix": 409_600, "docmix_pool0.1M": 102_400}  # dataset: training tokens; 100 steps of 8192 tokens
+POOL_SWEEP = [  # (family, pool, rate, seed, best val loss, final val loss)
+    (DENSE_2x64, "docmix", 1e-3, 1337, 2.60, 2.60), (DENSE_2x64, "docmix", 2e-3, 1337, 2.50, 2.50),
+    (DENSE_2x64, "docmix", 2e-3, 2, 2.56, 2.56), (DENSE_2x64, "docmix", 4e-3, 1337, 2.70, 2.70),
+    # on 4 times fewer tokens dense overfits most at 2e-3: ranked on the final val loss, 1e-3 would win
+    (DENSE_2x64, "docmix_pool0.1M", 1e-3, 1337, 3.10, 3.15), (DENSE_2x64, "docmix_pool0.1M", 2e-3, 1337, 3.00, 3.40),
+    (DENSE_2x64, "docmix_pool0.1M", 4e-3, 1337, 3.20, 3.60),
+    (DROPOUT, "docmix", 2e-3, 1337, 2.55, 2.55), (DROPOUT, "docmix", 4e-3, 1337, 2.52, 2.52),
+    (DROPOUT, "docmix", 4e-3, 2, 2.58, 2.58),
+    (DROPOUT, "docmix_pool0.1M", 1e-3, 1337, 3.00, 3.00), (DROPOUT, "docmix_pool0.1M", 2e-3, 1337, 2.90, 2.95),
+    (DROPOUT, "docmix_pool0.1M", 4e-3, 1337, 2.95, 2.96),
+    (MST_2x96, "docmix", 1e-3, 1337, 2.45, 2.45), (MST_2x96, "docmix", 1e-3, 2, 2.47, 2.47),
+    (MST_2x96, "docmix", 2e-3, 1337, 2.48, 2.48),
+    (MST_2x96, "docmix_pool0.1M", 1e-3, 1337, 3.05, 3.30),
+]
+
+
+def printed(capsys, *args):
+    """What plot.py prints, run in this process: faster than run_plot's start of another."""
+    plot.main(list(args))
+    return capsys.readouterr().out
+
+
+def write_pool_sweep(folder, sweep=POOL_SWEEP, max_iters=100):
+    """One metrics file a run, as write_sweep's; each run's header names its pool and the pool's tokens."""
+    paths = []
+    for i, (family, pool, rate, seed, best, last) in enumerate(sweep):
+        path = str(folder / f"run{i}.jsonl")
+        write_run(path, mst=False, max_iters=max_iters, train_tokens=POOLS[pool], val_losses=evals(best, last),
+                  flops_per_step=3e12 * (0.99 if family["mst"] else 1.0),
+                  settings=dict(family, dataset=pool, learning_rate=rate, min_lr=rate / 10, seed=seed,
+                                out_dir=f"out/{i}"))
+        paths.append(path)
+    return paths
+
+
+def test_sweep_point_epochs_and_best_loss(tmp_path):
+    """Epochs from the header's max_iters, tokens_per_iter and train_tokens; the best val loss is the lowest
+    evaluation's, not the last's, and the pool is the run's dataset, no setting of its family."""
+    write_run(str(tmp_path / "a.jsonl"), mst=False, tokens_per_iter=32768, train_tokens=1_000_000,
+              val_losses=[10.0, 4.0, 3.5, 3.25, 3.75], settings={"dataset": "docmix_pool1M", "learning_rate": 1e-3,
+                                                                 "seed": 1337, "dropout": 0.2})
+    p = plot.sweep_point(plot.load_run(str(tmp_path / "a.jsonl")))
+    assert p["epochs"] == pytest.approx(100 * 32768 / 1_000_000)
+    assert (p["best_loss"], p["best_step"], p["val_loss"]) == (3.25, 75, 3.75)
+    assert p["pool"] == "docmix_pool1M" and p["train_tokens"] == 1_000_000
+    assert "dataset" not in json.loads(p["family"]) and json.loads(p["family"])["dropout"] == 0.2
+
+
+def test_epochs_table(tmp_path):
+    paths = write_pool_sweep(tmp_path)
+    table_path = tmp_path / "tables" / "epochs.md"
+    result = run_plot("epochs", "--budget", "0.5x", *paths, "--table", str(table_path))
+    assert result.returncode == 0, result.stderr
+    assert "|" not in result.stdout and str(table_path) in result.stdout
+    header, *rows = table(table_path.read_text())
+    assert header == ["budget", "pool", "family", "epochs", "best rate", "bracketed", "best val loss by seed (step)",
+                      "mean", "final val loss by seed", "mean", "best rate by final", "vs best family"]
+    big, small = "docmix (0.41M tokens)", "docmix_pool0.1M (0.102M tokens)"
+    assert rows == [  # by hand from POOL_SWEEP; the larger pool first, families by their mean best val loss
+        # ranked on seed 1337 (2e-3 ran no seed 2), 1e-3 is best, and the lowest rate run
+        ["0.5x", big, "MST 2x96 @0.43", "2.0", "1e-3", "**no**", "1337: 2.450 (100), 2: 2.470 (100)", "2.460",
+         "1337: 2.450, 2: 2.470", "2.460", "same", "best"],
+        ["0.5x", big, "dense 2x64", "2.0", "2e-3", "yes", "1337: 2.500 (100), 2: 2.560 (100)", "2.530",
+         "1337: 2.500, 2: 2.560", "2.530", "same", "+0.070"],
+        ["0.5x", big, "dense 2x64, dropout=0.1", "2.0", "4e-3", "**no**", "1337: 2.520 (100), 2: 2.580 (100)",
+         "2.550", "1337: 2.520, 2: 2.580", "2.550", "same", "+0.090"],
+        # 100 steps of 8192 tokens over 102400 tokens: 8 epochs; dropout overfits least
+        ["0.5x", small, "dense 2x64, dropout=0.1", "8.0", "2e-3", "yes", "1337: 2.900 (75)", "2.900",
+         "1337: 2.950", "2.950", "same", "best"],
+        ["0.5x", small, "dense 2x64", "8.0", "2e-3", "yes", "1337: 3.000 (75)", "3.000", "1337: 3.400", "3.400",
+         "**1e-3**: 3.150", "+0.100"],
+        ["0.5x", small, "MST 2x96 @0.43", "8.0", "1e-3", "**no**", "1337: 3.050 (75)", "3.050", "1337: 3.300",
+         "3.300", "same", "+0.150"],
+    ]
+    notes = table_path.read_text().split("\n\n", 1)[1]
+    assert "Ranked on the final val loss instead, 1 of 6 rows pick another rate." in notes
+
+
+def test_epochs_when_final_and_best_agree_the_table_says_so(tmp_path, capsys):
+    stdout = printed(capsys, "epochs", "--budget", "x",
+                     *write_pool_sweep(tmp_path, [s for s in POOL_SWEEP if s[0] is not DENSE_2x64]))
+    assert [row[10] for row in table(stdout)[1:]] == ["same"] * 4
+    assert "every family keeps its best rate at every pool" in stdout
+
+
+def test_epochs_plot_draws_a_line_a_family_through_the_pools(tmp_path, monkeypatch):
+    """A panel a budget; in each, a family is one line across pools, at its best rate's epochs and mean best val
+    loss, each point labelled with that rate; a line's points in epoch order, whatever the order of the runs."""
+    full = write_pool_sweep(tmp_path / "full")
+    half = write_pool_sweep(tmp_path / "half", [s for s in POOL_SWEEP if s[0] is DENSE_2x64], max_iters=50)
+    figures = []
+    monkeypatch.setattr(plot.plt, "close", figures.append)
+    plot.main(["epochs", "--budget", "full", *full[::-1], "--budget", "half", *half, "--out", str(tmp_path / "plots"),
+               "--title", "synthetic"])
+    [fig] = figures
+    full_ax, half_ax = fig.axes
+    assert full_ax.get_title().startswith("full (3.000e+14") and half_ax.get_title().startswith("half (1.500e+14")
+    lines = {line.get_label(): (list(line.get_xdata()), list(line.get_ydata())) for line in full_ax.lines}
+    assert lines == {"dense 2x64": ([2.0, 8.0], pytest.approx([2.53, 3.00])),
+                     "dense 2x64, dropout=0.1": ([2.0, 8.0], pytest.approx([2.55, 2.90])),
+                     "MST 2x96 @0.43": ([2.0, 8.0], pytest.approx([2.46, 3.05]))}
+    assert sorted(t.get_text() for t in full_ax.texts) == sorted(
+        ["1e-3 (not bracketed)", "2e-3", "4e-3 (not bracketed)", "2e-3", "2e-3", "1e-3 (not bracketed)"])
+    # half the steps: the same pools give half the epochs
+    [(label, xs)] = [(line.get_label(), list(line.get_xdata())) for line in half_ax.lines]
+    assert label == "dense 2x64, max_iters=50" and xs == [1.0, 4.0]
+    assert_png(tmp_path / "plots" / "epochs.png")
+
+
+def test_epochs_out_as_a_file(tmp_path, capsys):
+    paths = write_pool_sweep(tmp_path)
+    stdout = printed(capsys, "epochs", "--budget", "x", *paths, "--out", str(tmp_path / "figs" / "repetition.png"))
+    assert_png(tmp_path / "figs" / "repetition.png")
+    assert len(table(stdout)) == 7  # the header and six rows, printed
+
+
+@pytest.mark.parametrize("broken", ["two budgets in one", "one budget twice", "no run", "out is a file"])
+def test_epochs_bad_input_is_a_one_line_error(tmp_path, capsys, broken):
+    full = write_pool_sweep(tmp_path / "full", POOL_SWEEP[:4])
+    half = write_pool_sweep(tmp_path / "half", POOL_SWEEP[:4], max_iters=50)
+    out = tmp_path / "plots"
+    args = {"two budgets in one": ["--budget", "x", *full, *half],
+            "one budget twice": ["--budget", "x", *full[:2], "--budget", "y", *full[2:]],
+            "no run": ["--budget", "x"], "out is a file": ["--budget", "x", *full]}[broken]
+    if broken == "out is a file":
+        out = tmp_path / "notes.txt"
+        out.write_text("")
+    with pytest.raises(SystemExit) as stopped:
+        plot.main(["epochs", *args, "--out", str(out)])
+    stderr = capsys.readouterr().err
+    assert stopped.value.code == 2 and stderr.startswith("error: ") and len(stderr.splitlines()) == 1, stderr
+    assert {"two budgets in one": "more than 2% apart", "one budget twice": "count the same FLOPs",
+            "no run": "names no run", "out is a file": "neither a .png"}[broken] in stderr
+    assert not (tmp_path / "plots").exists()
+
+
+def test_rates_compares_pools_apart_and_names_them(tmp_path, capsys):
+    """A family on two pools is two rows of one name, each ranked against the families of its own pool."""
+    rows = table(printed(capsys, "rates", *write_pool_sweep(tmp_path), "--reference-flops=6e14"))[1:]
+    assert [row[:3] for row in rows] == [
+        ["0.50x, docmix", "MST 2x96 @0.43", "1e-3"], ["0.50x, docmix", "dense 2x64", "2e-3"],
+        ["0.50x, docmix", "dense 2x64, dropout=0.1", "4e-3"],
+        # ranked on the final val loss, as by default
+        ["0.50x, docmix_pool0.1M", "dense 2x64, dropout=0.1", "2e-3"], ["0.50x, docmix_pool0.1M", "dense 2x64", "1e-3"],
+        ["0.50x, docmix_pool0.1M", "MST 2x96 @0.43", "1e-3"]]
+    assert [row[-1] for row in rows] == ["best", "+0.070", "+0.090", "best", f"+{3.15 - 2.95:.3f}",
+                                         f"+{3.30 - 2.95:.3f}"]
+
+
+def test_rates_on_the_best_val_loss(tmp_path, capsys):
+    sweep = [s for s in POOL_SWEEP if s[0] is DENSE_2x64 and s[1] == "docmix_pool0.1M"]
+    paths = write_pool_sweep(tmp_path, sweep)
+    by = {metric: table(printed(capsys, "rates", *paths, "--metric", metric)) for metric in ("final", "best")}
+    assert by["final"][0][4] == "final val loss by seed" and by["best"][0][4] == "best val loss by seed"
+    # on the final val loss, 1e-3 is best and unbracketed: the lowest rate run
+    assert by["final"][1][2:8] == ["1e-3", "**no**", "1337: 3.150", "3.150", "none", "2e-3: 3.400"]
+    assert by["best"][1][2:8] == ["2e-3", "yes", "1337: 3.000", "3.000", "1e-3: 3.100", "4e-3: 3.200"]
+    stdout = printed(capsys, "rates", *paths, "--metric", "best", "--out", str(tmp_path / "rates.png"))
+    assert "Best rate: the lowest best val loss" in stdout and "Best val loss: the lowest of a run's" in stdout
+    assert_png(tmp_path / "rates.png")
