@@ -41,28 +41,30 @@ def test_runs_txt_makes_the_committed_runs(folder, monkeypatch):
                 assert (list(expected) if isinstance(expected, tuple) else expected) == value, (name, key)
 
 
-def test_the_rates_tables_are_what_plots_sh_writes(tmp_path):
-    """Each table in results/docmix that plots.sh's `plot.py rates` commands write is what they write from
-    the committed metrics today, and README.md shows rates.md."""
+def test_the_tables_are_what_plots_sh_writes(tmp_path):
+    """Each table in results/docmix that plots.sh's `plot.py rates` and `plot.py epochs` commands write is
+    what they write from the committed metrics today, and README.md shows rates.md."""
     docmix = os.path.join(REPO, "results", "docmix")
     lines = [line for line in open(os.path.join(docmix, "plots.sh")).read().replace("\\\n", " ").splitlines()
-             if "plot.py rates" in line]
+             if "plot.py rates" in line or "plot.py epochs" in line]
     tables = []
     for line in lines:
         words = shlex.split(line)[2:]  # python ../../plot.py
         table = words[words.index("--table") + 1]
         words[words.index("--table") + 1] = str(tmp_path / table)
         if "--out" in words:
-            words[words.index("--out") + 1] = str(tmp_path / "rates.png")
-        first_option = next(i for i, word in enumerate(words) if word.startswith("--"))
-        paths = [path for pattern in words[1:first_option] for path in sorted(glob.glob(os.path.join(docmix, pattern)))]
-        assert paths, line
-        result = subprocess.run([sys.executable, os.path.join(REPO, "plot.py"), words[0], *paths,
-                                 *words[first_option:]], capture_output=True, text=True, cwd=docmix)
+            words[words.index("--out") + 1] = str(tmp_path / "plot.png")
+        expanded = []
+        for word in words:  # the globs plots.sh's shell expands, each in sorted order
+            paths = sorted(glob.glob(os.path.join(docmix, word))) if "*" in word else [word]
+            assert paths, (line, word)
+            expanded += paths
+        result = subprocess.run([sys.executable, os.path.join(REPO, "plot.py"), *expanded], capture_output=True,
+                                text=True, cwd=docmix)
         assert result.returncode == 0, result.stderr
         assert (tmp_path / table).read_text() == open(os.path.join(docmix, table)).read(), table
         tables.append(table)
-    assert tables == ["rates.md", "rates_b8.md", "levers.md"]
+    assert tables == ["rates.md", "rates_b8.md", "levers.md", "cliff.md", "cliff_b8.md", "epochs.md"]
     written = (tmp_path / "rates.md").read_text()
     readme = open(os.path.join(REPO, "README.md")).read()
     shown = readme.split("<!-- results:rates -->\n")[1].split("\n<!-- /results:rates -->")[0]

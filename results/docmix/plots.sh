@@ -1,6 +1,6 @@
 #!/bin/bash
-# Writes rates.md, rates.png, rates_b8.md, levers.md, isoflop.png and frontier.png from the
-# metrics files committed here:
+# Writes rates.md, rates.png, rates_b8.md, levers.md, isoflop.png, frontier.png, cliff.md, cliff.png,
+# cliff_b8.md, cliff_b8.png, epochs.md and epochs.png from the metrics files committed here:
 #   bash results/docmix/plots.sh
 cd "$(dirname "$0")"
 python ../../plot.py rates 0078x/*.jsonl 030x/*.jsonl --out rates.png --table rates.md --reference-flops 6.538e16 \
@@ -22,3 +22,14 @@ python ../../plot.py frontier --best-rate --out . --reference "dense 12x352=030x
  --family "MST with the three levers, 12 layers" 0078x/mst_192_*restore07*.jsonl 030x/mst_448_*restore07*.jsonl \
  --family "MST, 12 layers" 0078x/mst_192_lr*.jsonl 030x/mst_448_lr*.jsonl \
  --title "docmix, each family at its best peak rate"
+# The rate cliff of the levered MST 192: SμPar's rate / density (before) against rate / density ** 0.5 (after),
+# and at 8 sequences a step the levers taken away one at a time at 4.8e-3, where the levered MST fell off:
+python ../../plot.py rates 0078x/mst_192_dlr_warm_drop03_restore07_lr*.jsonl cliff_0078x/*.jsonl --out cliff.png \
+ --table cliff.md --reference-flops 6.538e16 --title "docmix, 32 x 1024 tokens a step; min_lr = rate / 10"
+python ../../plot.py rates 0078x_b8/mst_192_dlr_warm_drop03_restore07_lr*.jsonl cliff_0078x_b8/*.jsonl --out cliff_b8.png \
+ --table cliff_b8.md --reference-flops 1.6345e16 --title "docmix, 8 x 1024 tokens a step; min_lr = rate / 10"
+# Data repetition at equal FLOPs: the families on the whole of docmix (40.5M tokens, about 2 epochs) and on
+# pools of it (prepare.py pool), each at its best rate on the best evaluated val loss:
+python ../../plot.py epochs --out epochs.png --table epochs.md \
+ --budget 0.078x 0078x/dense_12x128_*.jsonl 0078x/mst_192_lr*.jsonl 0078x/mst_192_*restore07*.jsonl pool*_0078x/*.jsonl \
+ --title "docmix and its pools, 2500 steps of 32 x 1024 tokens; min_lr = rate / 10"
