@@ -33,7 +33,7 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 from flops import training_flops_per_token
 from model import ATTENTION_MODES, GPT, GPTConfig, flex_pattern, pattern_density, pattern_mask_mod, sparse_attention
 from runtime import fail, gpu_peak_flops, has_fp8
-from sparse import MixedSparsity, SparsitySchedule, optimizer_step
+from sparse import EMBEDDING, MixedSparsity, SparsitySchedule, optimizer_step, sparse_parameters
 
 parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
 parser.add_argument("--smoke", action="store_true", help="tiny model, few steps, CPU friendly")
@@ -114,13 +114,14 @@ for T, B, window, stride in shapes:
         loss.backward()
         optimizer_step(optimizer, raw.parameters(), sparsity, grad_clip=1.0)
 
-    dense_flops = B * T * training_flops_per_token(raw, T)
+    dense_flops = B * T * training_flops_per_token({n: p.numel() for n, p in sparse_parameters(raw)},
+                                                   (config.n_layer, config.n_embd, T))
     results, masks = {}, None
     for fp8_head in (False, True) if has_fp8(device) else (False,):
         raw.config.fp8_head = fp8_head
         for name in ("dense", "masked", "hsa"):
             if name != "dense" and masks is None:  # after (a), so that (a)'s memory holds no masks
-                masks = MixedSparsity(raw, schedule, embedding_max_sparsity=0.0)  # the block Linears only
+                masks = MixedSparsity(sparse_parameters(raw), schedule, {EMBEDDING: 0.0})  # the block Linears only
             sparsity = masks if name != "dense" else None
             attention = raw.hsa_pattern(T, device, mode=args.hsa_mode) if name == "hsa" else None
             for _ in range(warmup):

@@ -135,7 +135,7 @@ def layer_masks(model, checkpoint):
     tied embedding); a weight without a mask in the checkpoint is dense: all True."""
     masks = (checkpoint.get("sparsity") or {}).get("masks") or {}
     return {name: masks.get(name, torch.ones(p.numel(), dtype=torch.bool))
-            for name, p in sparse_parameters(model, include_embedding=True)}
+            for name, p in sparse_parameters(model)}
 
 
 def build_report(path, previous=None):
@@ -165,9 +165,11 @@ def build_report(path, previous=None):
             row["changed"] = row["grown"] + row["pruned"]
         layers.append(row)
         dead_nonzero += int((checkpoint["model"][name].reshape(-1)[~mask] != 0).sum())
-    attention_flops = attention_training_flops(c.n_layer, c.n_embd, T, attention_density)
-    flops = training_flops_per_token(model, T, {r["name"]: r["density"] for r in layers}, attention_density)
-    flops_dense = training_flops_per_token(model, T)
+    numels, attention_shape = {r["name"]: r["params"] for r in layers}, (c.n_layer, c.n_embd, T)
+    attention_flops = attention_training_flops(*attention_shape, attention_density)
+    flops = training_flops_per_token(numels, attention_shape, {r["name"]: r["density"] for r in layers},
+                                     attention_density)
+    flops_dense = training_flops_per_token(numels, attention_shape)
 
     n_params = sum(p.numel() for p in model.parameters())  # the tied embedding counted once
     n_dead = sum(r["params"] - r["live"] for r in layers)

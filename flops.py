@@ -1,18 +1,19 @@
 """
 Training FLOPs (forward + backward) counted from the masks' densities, as the paper counts them: it
-assumes kernels that skip zeros. Layer norms, softmax and the embedding lookup are left out. Per
-token, per optimizer step, planned for a whole run before it starts, and the peak sparsity that
-spends a FLOP budget.
+assumes kernels that skip zeros. Layer norms, softmax and the embedding lookup are left out. A model is
+what the count needs, not its config: numels, {name: weights} of its weight matrices (each multiplied once
+per token, as sparse.sparse_parameters picks them), their densities, and the shape of its causal
+attention, attention_shape = (n_layer, n_embd, seq_len), or None. Per token, per optimizer step, planned
+for a whole run before it starts, and the peak sparsity that spends a FLOP budget.
 """
 
 import dataclasses
 
-from sparse import sparse_parameters
 
 def linear_training_flops(numel, density=1.0, dense_weight_gradient=False):
     """A Linear with N weights at density d: 2Nd forward, 2Nd for the input gradient, and 2Nd for the
-    weight gradient, or 2N on a step that reads the dense gradient (every topology update unless
-    growing is only random, also those that only prune: a slight over-count, never an under-count)."""
+    weight gradient, or 2N on a step that reads the dense gradient (every topology update whose growing
+    criterion reads it, also those that only prune: a slight over-count, never an under-count)."""
     return 4 * numel * density + 2 * numel * (1.0 if dense_weight_gradient else density)
 
 
@@ -22,19 +23,18 @@ def attention_training_flops(n_layer, n_embd, seq_len, density=1.0):
     return n_layer * 12 * n_embd * density * (seq_len + 1) / 2
 
 
-def training_flops_per_token(model, seq_len, densities=None, attention_density=1.0,
+def training_flops_per_token(numels, attention_shape=None, densities=None, attention_density=1.0,
                              dense_weight_gradient=False):
-    """The model's training FLOPs per token: every block Linear and the (tied) output layer at its
-    density in `densities` ({name: density}; absent names are dense), plus attention."""
+    """Training FLOPs per token: each weight matrix in numels at its density in `densities` ({name:
+    density}; absent names are dense), plus attention of attention_shape at attention_density."""
     densities = densities or {}
-    flops = attention_training_flops(model.config.n_layer, model.config.n_embd, seq_len, attention_density)
-    for name, p in sparse_parameters(model, include_embedding=True):
-        flops += linear_training_flops(p.numel(), densities.get(name, 1.0), dense_weight_gradient)
+    flops = attention_training_flops(*attention_shape, attention_density) if attention_shape else 0.0
+    for name, numel in numels.items():
+        flops += linear_training_flops(numel, densities.get(name, 1.0), dense_weight_gradient)
     return flops
 
 
-def planned_flops_per_token(schedule, sparsity, model, seq_len, attention_density_at,
-                            dense_weight_gradient=True, first_step=0):
+def planned_flops_per_token(schedule, sparsity, numels, attention_shape, attention_density_at, first_step=0):
     """A run's counted FLOPs per token summed over its steps from first_step on, known before they run,
     since every update lands each layer on its target (from the masks' live counts where the run
     resumes). attention_density_at(step): the kept share of causal pairs."""
@@ -43,10 +43,10 @@ def planned_flops_per_token(schedule, sparsity, model, seq_len, attention_densit
     per_step, total = {}, 0.0
     for step in range(first_step, schedule.max_iters):
         update = schedule.is_update_step(step)
-        key = (tuple(counts), attention_density_at(step), update and dense_weight_gradient)
+        key = (tuple(counts), attention_density_at(step), update and sparsity.reads_dense_gradient)
         if key not in per_step:
             densities = {n: c / g.numel for g, c in zip(sparsity.groups, counts) for n in g.names}
-            per_step[key] = training_flops_per_token(model, seq_len, densities, *key[1:])
+            per_step[key] = training_flops_per_token(numels, attention_shape, densities, *key[1:])
         total += per_step[key]
         if update:  # after the step's count, as in train.py
             counts = sparsity.target_counts(schedule.update_target(step))
@@ -57,8 +57,8 @@ class StepFlops:
     """(counted, dense-equivalent) training FLOPs of one optimizer step of `tokens` tokens, remembered:
     the count changes only when the densities or the attention do."""
 
-    def __init__(self, model, sparsity, seq_len, tokens):
-        self.model, self.sparsity, self.seq_len, self.tokens = model, sparsity, seq_len, tokens
+    def __init__(self, numels, attention_shape, sparsity, tokens):
+        self.numels, self.attention_shape, self.sparsity, self.tokens = numels, attention_shape, sparsity, tokens
         self.known = {}
 
     def __call__(self, attention_density, dense_weight_gradient):
@@ -66,7 +66,7 @@ class StepFlops:
         key = (attention_density, dense_weight_gradient, tuple(g.live for g in groups))
         if key not in self.known:
             densities = self.sparsity.layer_densities() if self.sparsity is not None else {}
-            self.known[key] = tuple(self.tokens * training_flops_per_token(self.model, self.seq_len, *args)
+            self.known[key] = tuple(self.tokens * training_flops_per_token(self.numels, self.attention_shape, *args)
                                     for args in ((densities, attention_density, dense_weight_gradient),
                                                  ({}, 1.0, False)))
         return self.known[key]

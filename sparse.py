@@ -1,11 +1,14 @@
 """
-Mixed Sparsity Training: the sparsity schedule, the masks, prune-and-regrow (FLOPs: flops.py).
+Mixed Sparsity Training on any PyTorch model: the sparsity schedule, the masks, prune-and-regrow
+(FLOPs: flops.py). The caller picks the weights to sparsify: sparse_parameters(model), every Linear
+weight (GPT's four per block and its lm_head, tied with the embedding), or any other choice.
 
 Vocabulary (RigL's):
   density        fraction of a weight matrix that is live (1 - sparsity)
   mask           bool tensor, True where the weight is live; masked weights are exactly 0
   prune          turn live weights off: the smallest |w|
-  grow / regrow  turn dead weights on: the largest |dense gradient|, random ones, or a mix
+  grow / regrow  turn dead weights on, by a criterion of GROW_CRITERIA: the largest |dense gradient|,
+                 random ones, a mix, or one of your own (grow_criterion)
   drop fraction  share of the live weights swapped at an update, cosine-annealed
 
 Sparsity Variation (SV) moves the global target through five phases; the boundaries are
@@ -16,8 +19,8 @@ fractions of the run, so a config works for any max_iters:
   restoration  [ultra_end, restore_end)          peak_sparsity -> final_sparsity (cubic ramp)
   final        [restore_end, 1]                  final_sparsity held (dense by default)
 Every `update_interval` steps each layer prunes and grows so that its live count lands exactly on
-its Erdős–Rényi share of the target. Grown weights and their Adam moments start at exactly 0. The
-update reads the dense gradient before optimizer_step masks it: growing costs no extra pass. The
+its Erdős–Rényi share of the target. Grown weights and their Adam moments start at exactly 0. A
+criterion that grows by the dense gradient reads it before optimizer_step masks it: no extra pass. The
 schedule also says where attention is sparse (HSA): in the phases of `hsa_phases`.
 """
 
@@ -27,8 +30,7 @@ from dataclasses import dataclass
 import torch
 
 PHASES = ("initial", "sparsify", "ultra", "restoration", "final")
-GROW_MODES = ("gradient", "random", "mixed")
-EMBEDDING = "transformer.wte.weight"  # tied with lm_head: sparsifying it sparsifies the output layer too
+EMBEDDING = "transformer.wte.weight"  # GPT's, tied with lm_head: sparsifying it sparsifies the output layer too
 
 
 @dataclass
@@ -47,6 +49,8 @@ class SparsitySchedule:
     update_interval: int = 100  # ΔT, in steps
     drop_fraction: float = 0.0
     drop_schedule: str = "global"  # cosine over the whole sparse run, or restarted each phase
+    # When attention is sparse (HSA) is part of the phase timetable, so it lives here; what the pattern is
+    # lies with the model (runtime.training_attention). A model without attention ignores these two.
     hsa_phases: tuple = ("ultra",)
     hsa_window_follows_sparsity: bool = False
 
@@ -155,59 +159,122 @@ def spread_density(shapes, density, distribution="erdos_renyi", counts=None):
         dense |= overflow
 
 
-def sparse_parameters(model, include_embedding=False):
-    """The weights MST makes sparse: every Linear weight in the transformer blocks."""
-    names = [n for n, p in model.named_parameters() if n.startswith("transformer.h.") and
-             n.endswith(".weight") and p.dim() == 2]
-    if include_embedding:
-        names.append(EMBEDDING)
-    params = dict(model.named_parameters())
-    return [(n, params[n]) for n in names]
+def sparse_parameters(model, layer_types=(torch.nn.Linear,)):
+    """The weight of every layer of `layer_types` (nn.Linear: every Linear weight) in `model`, in module
+    order, as (name, parameter) with the name that named_parameters() gives it: MixedSparsity's usual choice,
+    and the weights whose FLOPs flops.py counts. For GPT (model.py): each block's four, then the lm_head,
+    tied with the embedding and so named EMBEDDING."""
+    names = {id(p): name for name, p in model.named_parameters()}
+    return list({names[id(m.weight)]: m.weight for m in model.modules() if isinstance(m, layer_types)}.items())
 
 
 class MaskGroup:
-    """Weights of one shape share a density: their masks stack into one tensor, one topk per update."""
+    """Weights of one shape and one cap share a density: their masks stack into one tensor, one topk per
+    update."""
 
-    def __init__(self, names, params):
-        self.names, self.params = names, params
+    def __init__(self, names, params, max_sparsity=1.0):
+        self.names, self.params, self.max_sparsity = names, params, max_sparsity
         self.numel = params[0].numel()  # per layer
         self.mask = torch.ones(len(params), self.numel, dtype=torch.bool, device=params[0].device)
         self.live = self.numel  # live weights per layer; exact, so no device sync to read it
 
 
-class MixedSparsity:
-    """Owns the masks of a model and applies the MST schedule to them. embedding_max_sparsity: 0 leaves
-    the tied embedding / lm_head dense; above 0 it takes its ER share, but never sparser than this.
-    The defaults are train.py's, as SparsitySchedule's are."""
+# -- growing: which dead weights an update turns on ----------------------------------------------
 
-    def __init__(self, model, schedule, distribution="erdos_renyi", grow_mode="mixed",
-                 grow_gradient_share=0.75, embedding_max_sparsity=1.0, grown_adam_state="zero", seed=0):
-        if grow_mode not in GROW_MODES:
-            raise ValueError(f"grow_mode={grow_mode!r} must be one of {GROW_MODES}")
+GROW_CRITERIA = {}  # grow_mode -> criterion
+
+
+def grow_criterion(name, reads_dense_gradient):
+    """Register a criterion under `name`, MixedSparsity's grow_mode (and train.py's). A criterion,
+    criterion(sparsity, group, candidates, n), returns for each layer (row) of a MaskGroup the flat indices
+    of the n weights it grows among `candidates` (bool rows: the weights dead before the update), for
+    instance highest(scores, candidates, n). reads_dense_gradient: whether it reads p.grad; the FLOP count
+    then charges the update step a dense weight gradient (MixedSparsity.reads_dense_gradient)."""
+    def register(criterion):
+        criterion.reads_dense_gradient = reads_dense_gradient
+        GROW_CRITERIA[name] = criterion
+        return criterion
+    return register
+
+
+def highest(scores, candidates, n):
+    """The indices of the n candidates of highest score in each row (`scores` is overwritten)."""
+    return torch.topk(scores.masked_fill_(~candidates, -math.inf), n, dim=1).indices
+
+
+@grow_criterion("gradient", reads_dense_gradient=True)
+def grow_by_gradient(sparsity, group, candidates, n):
+    """RigL's: the largest |dense gradient|."""
+    return highest(torch.stack([p.grad.reshape(-1) for p in group.params]).abs(), candidates, n)
+
+
+@grow_criterion("random", reads_dense_gradient=False)
+def grow_at_random(sparsity, group, candidates, n):
+    """SET's: uniformly at random, from the sparsity's generator (alike on every DDP rank)."""
+    return highest(torch.rand(candidates.shape, generator=sparsity.generator, device=candidates.device),
+                   candidates, n)
+
+
+@grow_criterion("mixed", reads_dense_gradient=True)
+def grow_mixed(sparsity, group, candidates, n):
+    """The paper's: grow_gradient_share of them by gradient (3 in 4), the rest at random among the others."""
+    n_by_gradient = round(n * sparsity.grow_gradient_share)
+    grown = grow_by_gradient(sparsity, group, candidates, n_by_gradient)
+    if n == n_by_gradient:  # no random draw, so that the generator moves only when it is used
+        return grown
+    rest = grow_at_random(sparsity, group, candidates.scatter(1, grown, False), n - n_by_gradient)
+    return torch.cat([grown, rest], dim=1)
+
+
+class MixedSparsity:
+    """Owns the masks of `weights`, (name, parameter) pairs such as sparse_parameters(model), and applies
+    the MST schedule to them. max_sparsity: {name: the highest sparsity that weight may take}; a weight at its
+    cap holds it while the others keep their ER share, one absent has no cap (1.0), and one capped at 0 stays
+    dense, without a mask (train.py caps GPT's tied embedding, EMBEDDING, at embedding_max_sparsity).
+    grow_mode: a name in GROW_CRITERIA. The defaults are train.py's, as SparsitySchedule's are."""
+
+    def __init__(self, weights, schedule, max_sparsity=None, distribution="erdos_renyi", grow_mode="mixed",
+                 grow_gradient_share=0.75, grown_adam_state="zero", seed=0):
+        if grow_mode not in GROW_CRITERIA:
+            raise ValueError(f"grow_mode={grow_mode!r} must be one of {tuple(GROW_CRITERIA)}")
         if grown_adam_state not in ("zero", "gradient"):
             raise ValueError(f"grown_adam_state={grown_adam_state!r} must be 'zero' or 'gradient'")
         if not 0.0 <= grow_gradient_share <= 1.0:
             raise ValueError(f"grow_gradient_share={grow_gradient_share} must lie in [0, 1]")
-        if not 0.0 <= embedding_max_sparsity <= 1.0:
-            raise ValueError(f"embedding_max_sparsity={embedding_max_sparsity} must lie in [0, 1]")
+        weights, max_sparsity = list(weights), max_sparsity or {}
+        for name, cap in max_sparsity.items():
+            if not 0.0 <= cap <= 1.0:
+                raise ValueError(f"max_sparsity={cap} of {name} must lie in [0, 1]")
+        unknown = set(max_sparsity) - {name for name, _ in weights}
+        if unknown:
+            raise ValueError(f"max_sparsity names {sorted(unknown)}, which are not among the weights")
         self.schedule, self.distribution = schedule, distribution
-        self.grow_mode, self.grow_gradient_share = grow_mode, grow_gradient_share
-        self.embedding_max_sparsity, self.grown_adam_state = embedding_max_sparsity, grown_adam_state
-        by_shape = {}
-        for name, p in sparse_parameters(model, include_embedding=embedding_max_sparsity > 0):
-            by_shape.setdefault((name == EMBEDDING, tuple(p.shape)), []).append((name, p))
-        self.groups = [MaskGroup([n for n, _ in g], [p for _, p in g]) for g in by_shape.values()]
+        self.grow, self.grow_gradient_share = GROW_CRITERIA[grow_mode], grow_gradient_share
+        self.grown_adam_state = grown_adam_state
+        by_kind = {}  # weights of one shape and one cap (None: not named in max_sparsity) share a group
+        for name, p in weights:
+            if max_sparsity.get(name, 1.0) > 0:
+                by_kind.setdefault((max_sparsity.get(name), tuple(p.shape)), []).append((name, p))
+        if not by_kind:
+            raise ValueError("no weights to sparsify")
+        self.groups = [MaskGroup([n for n, _ in g], [p for _, p in g], 1.0 if cap is None else cap)
+                       for (cap, _), g in by_kind.items()]
         # One generator, seeded alike on every rank: the random part of growing (and the
         # initial random topology) is then identical across DDP replicas by construction.
         self.generator = torch.Generator(device=self.groups[0].mask.device).manual_seed(seed)
         self._initial_topology()
 
+    @property
+    def reads_dense_gradient(self):
+        """Whether a topology update reads the dense gradient: its growing criterion's answer. The FLOP
+        count charges such an update step a dense weight gradient."""
+        return self.grow.reads_dense_gradient
+
     # -- bookkeeping ---------------------------------------------------------------------
     def target_counts(self, sparsity):
         densities = spread_density([tuple(g.params[0].shape) for g in self.groups], 1.0 - sparsity,
                                     self.distribution, counts=[len(g.params) for g in self.groups])
-        floor = 1.0 - self.embedding_max_sparsity  # the embedding's cap; the other layers keep their share
-        densities = [max(d, floor) if g.names == [EMBEDDING] else d for d, g in zip(densities, self.groups)]
+        densities = [max(d, 1.0 - g.max_sparsity) for d, g in zip(densities, self.groups)]  # the caps
         return [round(d * g.numel) for d, g in zip(densities, self.groups)]
 
     def density(self):
@@ -245,9 +312,10 @@ class MixedSparsity:
     # -- every update_interval steps -----------------------------------------------------
     @torch.no_grad()
     def prune_and_regrow(self, step, optimizer=None):
-        """Move every layer's live count to its target for `step`, swapping a drop fraction. Reads the
-        dense gradient in p.grad (after backward, before masking); zeroes the weights and Adam moments
-        at every pruned and grown position. Returns how many positions changed, over all layers."""
+        """Move every layer's live count to its target for `step`, swapping a drop fraction. Call it after
+        backward and before optimizer_step, so that p.grad holds the dense gradient for the growing
+        criterion; zeroes the weights and Adam moments at every pruned and grown position. Returns how
+        many positions changed, over all layers."""
         drop_fraction = self.schedule.current_drop_fraction(step)
         changed = 0
         for g, n_target in zip(self.groups, self.target_counts(self.schedule.update_target(step))):
@@ -260,20 +328,12 @@ class MixedSparsity:
                 continue
             old = g.mask
             new = old.clone()
-            weights = torch.stack([p.detach().reshape(-1) for p in g.params]).abs()
-            if n_prune:
+            if n_prune:  # the smallest |w| among the live
+                weights = torch.stack([p.detach().reshape(-1) for p in g.params]).abs()
                 scores = weights.masked_fill_(~old, float("inf"))
                 new.scatter_(1, torch.topk(scores, n_prune, dim=1, largest=False).indices, False)
-            n_by_gradient = {"gradient": n_grow, "random": 0,
-                             "mixed": round(n_grow * self.grow_gradient_share)}[self.grow_mode]
-            if n_by_gradient:  # candidates: weights dead before this update
-                grads = torch.stack([p.grad.reshape(-1) for p in g.params]).abs()
-                scores = grads.masked_fill_(old, -1.0)
-                new.scatter_(1, torch.topk(scores, n_by_gradient, dim=1).indices, True)
-            if n_grow - n_by_gradient:  # random picks among the dead not grown by gradient
-                scores = torch.rand(old.shape, generator=self.generator, device=old.device)
-                scores.masked_fill_(old | new, -1.0)
-                new.scatter_(1, torch.topk(scores, n_grow - n_by_gradient, dim=1).indices, True)
+            if n_grow:  # among the weights dead before this update: prune and grow sets stay disjoint
+                new.scatter_(1, self.grow(self, g, ~old, n_grow), True)
             reset = ~(old & new)  # pruned, grown, and still dead: all must hold exact zeros
             grown = new & ~old
             for i, p in enumerate(g.params):

@@ -33,7 +33,8 @@ from runtime import (autocast_for, check_tokens, data_root, draw_batches, estima
                      gpu_peak_flops, has_fp8, keep_freed_memory, pick_device, prepare_command, read_batch,
                      save_checkpoint, script, training_attention)
 from flops import StepFlops, planned_flops_per_token, schedule_for_budget, training_flops_per_token
-from sparse import MixedSparsity, SparsitySchedule, optimizer_groups, optimizer_step, set_learning_rate
+from sparse import (EMBEDDING, MixedSparsity, SparsitySchedule, optimizer_groups, optimizer_step, set_learning_rate,
+                    sparse_parameters)
 
 # Until the loop takes over (runs.StopSignals) there is nothing to save: Ctrl-C ends it at once.
 signal.signal(signal.SIGINT, lambda signum, frame: sys.exit(130))
@@ -90,11 +91,11 @@ flops_budget = 0.0  # > 0: solve peak_sparsity for this many counted FLOPs (<= 1
 final_sparsity = 0.0  # after restore_end (0: the run ends dense)
 restoration_shape = "early"  # 'early': regrow mostly early in restoration; 'late': the sparsify ramp mirrored
 sparsity_distribution = "erdos_renyi"  # how the target is spread over layers: 'erdos_renyi' or 'uniform'
-embedding_max_sparsity = 1.0  # the tied embedding / lm_head: 0 keeps it dense, else its sparsity's cap
+embedding_max_sparsity = 1.0  # the tied embedding / lm_head's highest sparsity: 1.0 no cap, 0 dense
 update_interval = 100  # ΔT: steps between topology updates
 drop_fraction = 0.0  # share of live weights swapped at an update (0: the topology moves only with the target)
 drop_schedule = "global"  # cosine annealing over the whole sparse run ('global') or per phase
-grow_mode = "mixed"  # 'gradient', 'random' or 'mixed'
+grow_mode = "mixed"  # a criterion of sparse.GROW_CRITERIA: 'gradient', 'random' or 'mixed'
 grow_gradient_share = 0.75  # mixed growing: 3 by gradient to 1 at random
 grown_adam_state = "zero"  # a grown weight's Adam moments: 'zero', or 'gradient' (second moment = grad^2)
 density_lr_scaling = False  # True: each sparse layer's rate is learning_rate / its density (SμPar)
@@ -207,9 +208,9 @@ model = raw_model = GPT(model_config).to(device)  # model becomes the compiled/D
 sparsity = None
 if mst:
     try:
-        sparsity = MixedSparsity(model, schedule, distribution=sparsity_distribution, grow_mode=grow_mode,
-                                 grow_gradient_share=grow_gradient_share, grown_adam_state=grown_adam_state,
-                                 embedding_max_sparsity=embedding_max_sparsity, seed=seed)
+        sparsity = MixedSparsity(sparse_parameters(model), schedule, {EMBEDDING: embedding_max_sparsity},
+                                 distribution=sparsity_distribution, grow_mode=grow_mode,
+                                 grow_gradient_share=grow_gradient_share, grown_adam_state=grown_adam_state, seed=seed)
     except ValueError as e:
         fail(e)
 optimizer = torch.optim.AdamW(optimizer_groups(model, weight_decay, sparsity if density_lr_scaling else None),
@@ -219,11 +220,12 @@ optimizer = torch.optim.AdamW(optimizer_groups(model, weight_decay, sparsity if 
 def planned_flops(schedule, first_step=0):
     """The FLOPs the run will count from first_step on: the loop's accounting (step_flops), in advance."""
     density = lambda step: training_attention(raw_model, schedule, step).density  # noqa: E731
-    return tokens_per_iter * planned_flops_per_token(schedule, sparsity, raw_model, block_size, density,
-                                                     grow_mode != "random", first_step)
+    return tokens_per_iter * planned_flops_per_token(schedule, sparsity, numels, attention_shape, density, first_step)
 
 
-dense_run_flops = max_iters * tokens_per_iter * training_flops_per_token(raw_model, block_size)
+numels = {name: p.numel() for name, p in sparse_parameters(raw_model)}  # the weights whose FLOPs count
+attention_shape = (n_layer, n_embd, block_size)
+dense_run_flops = max_iters * tokens_per_iter * training_flops_per_token(numels, attention_shape)
 if sparsity is not None and flops_budget > 0:
     try:
         schedule = sparsity.schedule = schedule_for_budget(
@@ -251,7 +253,7 @@ if checkpoint is not None:
     checkpoint = None
 schedule = schedule if sparsity is not None else None  # from here on, None means a dense run
 phase_at = schedule.phase if schedule is not None else lambda step: "dense"  # noqa: E731
-step_flops = StepFlops(raw_model, sparsity, block_size, tokens_per_iter)
+step_flops = StepFlops(numels, attention_shape, sparsity, tokens_per_iter)
 gpu_peak = gpu_peak_flops(device) if dtype == "bfloat16" else None  # MFU only against the bf16 peak
 
 if compile:
@@ -350,7 +352,7 @@ while True:
     # MST: every update_interval steps prune and regrow, reading the dense (accumulated, all-reduced)
     # gradient before optimizer_step masks it; then a step that keeps dead weights and moments at 0
     update = sparsity is not None and schedule.is_update_step(iter_num)
-    this_step, this_step_dense = step_flops(attention.density, update and grow_mode != "random")
+    this_step, this_step_dense = step_flops(attention.density, update and sparsity.reads_dense_gradient)
     topology_changes = 0
     if update:
         topology_changes = sparsity.prune_and_regrow(iter_num, optimizer)

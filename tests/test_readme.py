@@ -19,6 +19,7 @@ import runtime
 from configurator import load_config
 from flops import training_flops_per_token
 from model import GPT, GPTConfig
+from sparse import sparse_parameters
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SMALLER = ["--n_layer=1", "--n_head=2", "--n_embd=32", "--block_size=64", "--batch_size=2", "--eval_iters=2",
@@ -100,7 +101,8 @@ def test_dense_comparison_runs_print_the_readme_numbers(tmp_path):
     def counted_flops(r):  # a dense run's, as train.py counts them
         model = GPT(GPTConfig(**{k: r[k] for k in ran["model_config"]}))
         tokens = r["gradient_accumulation_steps"] * r["batch_size"] * r["block_size"]
-        return r["max_iters"] * tokens * training_flops_per_token(model, r["block_size"])
+        numels = {name: p.numel() for name, p in sparse_parameters(model)}
+        return r["max_iters"] * tokens * training_flops_per_token(numels, (r["n_layer"], r["n_embd"], r["block_size"]))
     flops = [counted_flops(r) for r in runs]
     assert abs(flops[0] - ran["flops"]) <= 1e-9 * ran["flops"]  # train.py sums the steps one by one
     full = flops[[share for _, share, _ in claims].index("1")]

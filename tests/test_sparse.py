@@ -13,8 +13,8 @@ import torch
 from configurator import load_config, settings_block
 from flops import attention_training_flops, linear_training_flops, training_flops_per_token
 from model import GPT, GPTConfig
-from sparse import (MixedSparsity, SparsitySchedule, apply_masks, optimizer_groups, optimizer_step, set_learning_rate,
-                    sparse_parameters, spread_density)
+from sparse import (EMBEDDING, GROW_CRITERIA, MixedSparsity, SparsitySchedule, apply_masks, optimizer_groups,
+                    optimizer_step, set_learning_rate, sparse_parameters, spread_density)
 
 
 # -- Erdős–Rényi --------------------------------------------------------------------------
@@ -118,8 +118,13 @@ def tiny_model(seed=0):
                          attn_stride=8, attn_block=4))
 
 
+def gpt_sparsity(model, schedule, embedding_max_sparsity=1.0, **kw):
+    """MST on GPT as train.py sets it up: every Linear weight, the tied embedding under its cap."""
+    return MixedSparsity(sparse_parameters(model), schedule, {EMBEDDING: embedding_max_sparsity}, **kw)
+
+
 def make_sparse(model, grow_mode="mixed", **kw):
-    return MixedSparsity(model, schedule(**kw), grow_mode=grow_mode, embedding_max_sparsity=0.0, seed=3)
+    return gpt_sparsity(model, schedule(**kw), 0.0, grow_mode=grow_mode, seed=3)
 
 
 def fake_step(model, opt, seed):
@@ -209,12 +214,25 @@ def test_prune_and_grow_follow_their_rules(grow_mode):
 def test_sparse_parameter_selection():
     model = tiny_model()
     names = [n for n, _ in sparse_parameters(model)]
+    # every Linear weight: the blocks' four, then the lm_head, named as the embedding it is tied with
     assert names == [f"transformer.h.{i}.{m}.weight" for i in range(2)
-                     for m in ("attn.c_attn", "attn.c_proj", "mlp.c_fc", "mlp.c_proj")]
-    assert [n for n, _ in sparse_parameters(model, include_embedding=True)][-1] == "transformer.wte.weight"
-    assert "transformer.wte.weight" not in MixedSparsity(tiny_model(), schedule(),
-                                                         embedding_max_sparsity=0.0).layer_densities()
-    assert "transformer.wte.weight" in MixedSparsity(tiny_model(), schedule(), embedding_max_sparsity=0.5).layer_densities()
+                     for m in ("attn.c_attn", "attn.c_proj", "mlp.c_fc", "mlp.c_proj")] + ["transformer.wte.weight"]
+    assert sparse_parameters(model)[-1][1] is model.lm_head.weight
+    assert "transformer.wte.weight" not in gpt_sparsity(tiny_model(), schedule(), 0.0).layer_densities()
+    assert "transformer.wte.weight" in gpt_sparsity(tiny_model(), schedule(), 0.5).layer_densities()
+    # and only Linear weights: not an embedding of its own, a norm's gain or a bare 2-D parameter
+    other = torch.nn.Sequential(torch.nn.Embedding(10, 4), torch.nn.Linear(4, 6), torch.nn.LayerNorm(6),
+                                torch.nn.Linear(6, 2))
+    other.register_parameter("table", torch.nn.Parameter(torch.zeros(3, 3)))
+    assert [(n, tuple(p.shape)) for n, p in sparse_parameters(other)] == [("1.weight", (6, 4)), ("3.weight", (2, 6))]
+
+
+def test_built_in_growing_criteria_and_whether_they_read_the_dense_gradient():
+    assert {name: GROW_CRITERIA[name].reads_dense_gradient for name in ("gradient", "random", "mixed")} == {
+        "gradient": True, "random": False, "mixed": True}  # as train.py counted them: all but random
+    assert make_sparse(tiny_model(), grow_mode="random").reads_dense_gradient is False
+    with pytest.raises(ValueError, match="grow_mode='magnitude' must be one of"):
+        make_sparse(tiny_model(), grow_mode="magnitude")
 
 
 def test_state_dict_round_trip():
@@ -239,11 +257,13 @@ def test_flops_by_hand():
     assert attention_training_flops(1, 4, 3, 0.5) == pytest.approx(48)
     # dense GPT-2 124M, 1024 tokens: the familiar 6N per token plus causal attention
     model = GPT(GPTConfig(n_layer=12, n_head=12, n_embd=768, vocab_size=50304, block_size=1024))
+    numels, attention_shape = {n: p.numel() for n, p in sparse_parameters(model)}, (12, 768, 1024)
     N_blocks, N_head = 12 * 12 * 768 ** 2, 50304 * 768
-    assert training_flops_per_token(model, 1024) == pytest.approx(6 * (N_blocks + N_head) + 12 * 12 * 768 * 512.5)
+    assert training_flops_per_token(numels, attention_shape) == pytest.approx(
+        6 * (N_blocks + N_head) + 12 * 12 * 768 * 512.5)
     # with densities: each named weight at its density, the rest dense, attention scaled
     name = "transformer.h.0.mlp.c_fc.weight"
-    sparse = training_flops_per_token(model, 1024, {name: 0.1, "transformer.wte.weight": 0.5}, 0.25)
+    sparse = training_flops_per_token(numels, attention_shape, {name: 0.1, "transformer.wte.weight": 0.5}, 0.25)
     expected = (6 * (N_blocks + N_head) - 6 * 4 * 768 ** 2 * 0.9 - 6 * N_head * 0.5
                 + 12 * 12 * 768 * 512.5 * 0.25)
     assert sparse == pytest.approx(expected)
@@ -253,13 +273,12 @@ def test_er_counts_every_layer_of_a_group():
     # With the embedding included, groups differ in size (8 block layers of 4 shapes, 1 embedding):
     # the global density must still be the target, and each layer's count its ER share.
     model = tiny_model()
-    sp = MixedSparsity(model, schedule(sparsify_end=0, initial_sparsity=0.9, peak_sparsity=0.9),
-                       embedding_max_sparsity=1.0)
+    sp = gpt_sparsity(model, schedule(sparsify_end=0, initial_sparsity=0.9, peak_sparsity=0.9), 1.0)
     assert sp.density() == pytest.approx(0.1, abs=1e-3)
-    shapes = [tuple(p.shape) for _, p in sparse_parameters(model, include_embedding=True)]
+    shapes = [tuple(p.shape) for _, p in sparse_parameters(model)]
     expected = spread_density(shapes, 0.1)
     got = sp.layer_densities()
-    for (name, _), d in zip(sparse_parameters(model, include_embedding=True), expected):
+    for (name, _), d in zip(sparse_parameters(model), expected):
         assert got[name] == pytest.approx(d, abs=1e-2)
 
 
@@ -282,9 +301,8 @@ def test_phase_boundaries_follow_max_iters():
 def test_last_update_lands_on_final_sparsity_when_restoration_runs_to_the_end(update_interval):
     model = tiny_model()
     opt = torch.optim.AdamW(model.parameters(), lr=1e-2)
-    sp = MixedSparsity(model, schedule(max_iters=60, sparsify_end=0.2, ultra_end=0.6, restore_end=1.0,
-                                       update_interval=update_interval, final_sparsity=0.0),
-                       embedding_max_sparsity=1.0, seed=3)
+    sp = gpt_sparsity(model, schedule(max_iters=60, sparsify_end=0.2, ultra_end=0.6, restore_end=1.0,
+                                      update_interval=update_interval, final_sparsity=0.0), 1.0, seed=3)
     updates = [t for t in range(60) if sp.schedule.is_update_step(t)]
     assert updates[-1] == 59
     assert sp.schedule.target_sparsity(59) > 0  # the ramp itself has not arrived at step 59 ...
@@ -310,22 +328,24 @@ def test_hsa_window_growth():
 def test_embedding_sparsity_is_capped_and_the_other_layers_keep_their_share():
     model = tiny_model()
     s = schedule(sparsify_end=0, initial_sparsity=0.9, peak_sparsity=0.9)
-    uncapped = MixedSparsity(model, s, embedding_max_sparsity=1.0).layer_densities()
-    capped = MixedSparsity(tiny_model(), s, embedding_max_sparsity=0.5).layer_densities()
+    uncapped = gpt_sparsity(model, s, 1.0).layer_densities()
+    capped = gpt_sparsity(tiny_model(), s, 0.5).layer_densities()
     assert uncapped["transformer.wte.weight"] < 0.5
     assert capped["transformer.wte.weight"] == pytest.approx(0.5, abs=1e-3)
     for name, density in uncapped.items():
         if name != "transformer.wte.weight":
             assert capped[name] == density
-    with pytest.raises(ValueError):
-        MixedSparsity(tiny_model(), s, embedding_max_sparsity=1.5)
+    with pytest.raises(ValueError, match=r"max_sparsity=1.5 of transformer.wte.weight must lie in \[0, 1\]"):
+        gpt_sparsity(tiny_model(), s, 1.5)
+    with pytest.raises(ValueError, match="not among the weights"):  # a cap on a name that is not a weight
+        MixedSparsity(sparse_parameters(tiny_model()), s, {"transformer.wte": 0.5})
 
 
 def test_masks_are_saved_by_name_and_applied_by_name():
     model = tiny_model()
     sp = make_sparse(model, sparsify_end=0, initial_sparsity=0.7, peak_sparsity=0.7)
     masks = sp.state_dict()["masks"]
-    assert set(masks) == {n for n, _ in sparse_parameters(model)}
+    assert set(masks) == {n for n, _ in sparse_parameters(model)} - {EMBEDDING}  # capped at 0: no mask
     other = tiny_model(5)
     apply_masks(other, masks)
     for name, p in other.named_parameters():
@@ -344,8 +364,8 @@ def test_grown_weights_second_moment_is_seeded_with_their_gradient_squared():
     model = tiny_model(2)
     b1, b2, lr = 0.9, 0.95, 1e-2
     opt = torch.optim.AdamW(model.parameters(), lr=lr, betas=(b1, b2), weight_decay=0.0, eps=1e-12)
-    sp = MixedSparsity(model, schedule(sparsify_end=0, initial_sparsity=0.5, peak_sparsity=0.5,
-                                       drop_fraction=0.5), grown_adam_state="gradient", seed=3)
+    sp = gpt_sparsity(model, schedule(sparsify_end=0, initial_sparsity=0.5, peak_sparsity=0.5, drop_fraction=0.5),
+                      grown_adam_state="gradient", seed=3)
     for step in range(3):  # settled moments for the live weights
         fake_step(model, opt, step)
         optimizer_step(opt, model.parameters(), sp)
@@ -371,14 +391,13 @@ def test_grown_weights_second_moment_is_seeded_with_their_gradient_squared():
     # the default starts them cold: the same step then moves (1 - b1) / sqrt(1 - b2) times as far
     assert (1 - b1) / (1 - b2) ** 0.5 == pytest.approx(0.447, abs=1e-3)
     with pytest.raises(ValueError, match="grown_adam_state"):
-        MixedSparsity(tiny_model(), schedule(), grown_adam_state="warm")
+        gpt_sparsity(tiny_model(), schedule(), grown_adam_state="warm")
 
 
 @pytest.mark.parametrize("power", [1.0, 0.5])
 def test_density_lr_scaling_gives_each_mask_group_lr_over_its_density(power):
     model = tiny_model(4)
-    sp = MixedSparsity(model, schedule(sparsify_end=0, initial_sparsity=0.6, peak_sparsity=0.6),
-                       embedding_max_sparsity=1.0, seed=3)
+    sp = gpt_sparsity(model, schedule(sparsify_end=0, initial_sparsity=0.6, peak_sparsity=0.6), 1.0, seed=3)
     groups = optimizer_groups(model, 0.1, sp)
     assert sum(len(g["params"]) for g in groups) == len(list(model.parameters()))  # each parameter once
     assert [g["weight_decay"] for g in groups[:2]] == [0.1, 0.0]
@@ -399,9 +418,10 @@ def test_density_lr_scaling_gives_each_mask_group_lr_over_its_density(power):
 # -- one set of defaults: sparse.py's are train.py's ----------------------------------------
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-# MixedSparsity's keyword for train.py's sparsity_distribution; its seed is the run's, not the method's
+# MixedSparsity's keyword for train.py's sparsity_distribution; its seed is the run's, not the method's, and
+# its max_sparsity a cap per weight, which train.py sets from embedding_max_sparsity (checked below)
 TRAIN_PY_NAME = {"distribution": "sparsity_distribution"}
-NOT_METHOD = {"seed"}
+NOT_METHOD = {"seed", "max_sparsity"}
 
 
 def test_sparse_py_defaults_are_train_pys():
@@ -411,11 +431,15 @@ def test_sparse_py_defaults_are_train_pys():
                 if f.default is not dataclasses.MISSING}
     defaults.update({name: p.default for name, p in inspect.signature(MixedSparsity).parameters.items()
                      if p.default is not inspect.Parameter.empty and name not in NOT_METHOD})
-    assert len(defaults) == 13 + 5  # every SparsitySchedule field but max_iters; MixedSparsity's keywords
+    assert len(defaults) == 13 + 4  # every SparsitySchedule field but max_iters; MixedSparsity's keywords
     for name, default in defaults.items():
         setting = TRAIN_PY_NAME.get(name, name)
         assert setting in settings, f"train.py has no setting {setting}"
         assert (default, type(default)) == (settings[setting], type(settings[setting])), name
+    # MixedSparsity caps no weight by default; train.py's default embedding cap caps nothing either
+    s = schedule(sparsify_end=0, initial_sparsity=0.9, peak_sparsity=0.9)
+    assert (MixedSparsity(sparse_parameters(tiny_model()), s).layer_densities()
+            == gpt_sparsity(tiny_model(), s, settings["embedding_max_sparsity"]).layer_densities())
 
 
 def test_a_ramp_with_fewer_than_two_updates_is_named_and_the_default_job_ramps():

@@ -212,7 +212,7 @@ def test_non_finite_loss_stops_and_keeps_checkpoint(workdir, monkeypatch):
     (["--lr_decay_iters=12"], "the rate would never decay: it is held until step 12 (lr_decay_start)"),
     (["--lr_decay_start=1.0"], "held until step 18 (lr_decay_start), where the decay should already be over (step 18"),
     (["--flops_budget=0.01"], "flops_budget=0.01: 4.822e+06 FLOPs are out of reach"),
-    (["--embedding_max_sparsity=2.0"], "embedding_max_sparsity=2.0 must lie in [0, 1]"),
+    (["--embedding_max_sparsity=2.0"], "max_sparsity=2.0 of transformer.wte.weight must lie in [0, 1]"),
     (["--hsa_mode=sliding"], "unknown attention mode 'sliding'"),
     (["--hsa_phases=('warmup',)"], "hsa_phases has unknown phases ['warmup']"),
     (["--n_head=3"], "n_embd=32 must be divisible by n_head=3"),
