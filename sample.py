@@ -74,7 +74,7 @@ def load_gpt2(name, device):
             continue
     else:
         fail(f"the {name} weights are not in the local Hugging Face cache: fetch them once "
-             f"(e.g. huggingface-cli download openai-community/{name}); sample.py never downloads")
+             f"(e.g. huggingface-cli download openai-community/{name}); mst never downloads them")
     model = gpt2_from_hf_model(hf_model)
     return model.to(device), {"config": {}, "iter_num": None, "sparsity": None}
 
