@@ -3,6 +3,7 @@ Configuration from plain-Python files and --key=value overrides, with typos caug
 
     python train.py config/mst_tiny.py --max_iters=500 --grow_mode=random
 
+Config files apply first, in order, then the overrides, wherever they stand on the command line.
 Every name a config file defines, and every --key, must already be a default in train.py,
 and its value must have the default's type (an int is accepted where a float is expected).
 Anything else stops the run before it starts, with one line saying what is wrong.
@@ -38,9 +39,11 @@ def _checked(key, value, defaults, origin):
 
 
 def load_config(defaults, argv):
-    """Return a dict of the settings that `argv` (config files and --key=value) changes."""
+    """Return a dict of the settings that `argv` (config files and --key=value) changes. Config files
+    apply in their order, then the --key=value overrides in theirs: an override wins wherever it
+    stands, so a config file named after it cannot undo it."""
     config = {}
-    for arg in argv:
+    for arg in sorted(argv, key=lambda arg: arg.startswith("--")):  # a stable sort: files, then overrides
         if not arg.startswith("--"):
             if not os.path.isfile(arg):
                 raise ConfigError(f"config file '{arg}' not found")
@@ -103,7 +106,7 @@ def settings_help(script, defaults):
         if token.type == tokenize.COMMENT and start < token.start[0] - 1 < end:
             comments[token.start[0]] = token.string.lstrip("#").strip()
     out = [f"usage: python {os.path.basename(script)} [config.py ...] [--key=value ...]", "",
-           "Config files (plain Python) and --key=value overrides, in order, change these defaults.",
+           "Config files (plain Python), in order, then --key=value overrides change these defaults.",
            "A value is a Python literal; a bare word is a string."]
     for number in range(start + 2, end + 1):  # line numbers from 1, between the two markers
         line = lines[number - 1]

@@ -36,6 +36,10 @@ try:
     from torch.nn.attention.flex_attention import BlockMask, create_block_mask, flex_attention
 except ImportError:  # torch < 2.5: only the boolean-mask path is available
     BlockMask = create_block_mask = flex_attention = None
+try:  # newer torch asks for the log-sum-exp with an AuxRequest and deprecates return_lse=True
+    from torch.nn.attention.flex_attention import AuxRequest
+except ImportError:
+    AuxRequest = None
 
 ATTENTION_MODES = ("dense", "local", "strided", "fixed", "blocksparse")
 
@@ -64,6 +68,8 @@ class GPTConfig:
             raise ValueError(f"dropout={self.dropout} must lie in [0, 1)")
         if self.n_embd % self.n_head:
             raise ValueError(f"n_embd={self.n_embd} must be divisible by n_head={self.n_head}")
+        if self.hsa_mode == "dense":
+            raise ValueError("hsa_mode='dense' is no sparse pattern; hsa_phases=() keeps attention dense")
         if self.hsa_mode not in ATTENTION_MODES:
             raise ValueError(f"unknown attention mode {self.hsa_mode!r}; choose one of {ATTENTION_MODES}")
         if not (0 < W <= T and 0 < S <= T):
@@ -324,21 +330,28 @@ def merge_partial_attention(y_near, lse_near, y_far, lse_far):
     return y_near + far_weight * (y_far - y_near)
 
 
+def flex_attention_lse(q, k, v, block_mask):
+    """FlexAttention's output and each query's log-sum-exp, in the API of the torch at hand."""
+    if AuxRequest is None:
+        return flex_attention(q, k, v, block_mask=block_mask, return_lse=True)
+    y, aux = flex_attention(q, k, v, block_mask=block_mask, return_aux=AuxRequest(lse=True))
+    return y, aux.lse
+
+
 def sparse_attention(q, k, v, pattern):
     if pattern.far is None:
         return flex_attention(q, k, v, block_mask=pattern.near)
-    y_near, lse_near = flex_attention(q, k, v, block_mask=pattern.near, return_lse=True)
+    y_near, lse_near = flex_attention_lse(q, k, v, block_mask=pattern.near)
     stride = pattern.stride
     if pattern.mode == "strided":
         # positions as a (T/S, S) grid; transposing it orders them by i mod S, and back
         T = q.size(2)
         regroup = lambda t, rows: t.unflatten(2, (rows, T // rows)).transpose(2, 3).flatten(2, 3)
-        y_far, lse_far = flex_attention(*(regroup(t, T // stride) for t in (q, k, v)), block_mask=pattern.far,
-                                        return_lse=True)
+        y_far, lse_far = flex_attention_lse(*(regroup(t, T // stride) for t in (q, k, v)), block_mask=pattern.far)
         y_far, lse_far = regroup(y_far, stride), regroup(lse_far, stride)
     else:  # fixed: the last key of every block
-        y_far, lse_far = flex_attention(q, k[:, :, stride - 1::stride], v[:, :, stride - 1::stride],
-                                        block_mask=pattern.far, return_lse=True)
+        y_far, lse_far = flex_attention_lse(q, k[:, :, stride - 1::stride], v[:, :, stride - 1::stride],
+                                            block_mask=pattern.far)
     return merge_partial_attention(y_near, lse_near, y_far, lse_far)
 
 

@@ -4,8 +4,8 @@ and what it refuses to overwrite, how it resumes, its metrics file, how it stops
 and how a DDP process leaves. Each piece is here so that train.py's loop reads as training.
 """
 
+import contextlib
 import json
-import math
 import os
 import signal
 import sys
@@ -66,6 +66,16 @@ def lr_hold_end(c):
     if c["lr_schedule"] == "cosine":
         return c["warmup_iters"]
     return max(c["warmup_iters"], lr_decay_start_step(c))
+
+
+def warmup_warnings(c):
+    """What to say of a warm-up over a tenth of the run. warmup_iters counts steps: unlike the phase
+    boundaries, it does not shrink with max_iters (config/mst_tiny.py's 20 steps are the whole of a
+    20-step run). A warning, not a rule: the configs' own runs warm up for 0.3% to 8% of theirs."""
+    if c["lr_schedule"] == "constant" or c["warmup_iters"] <= c["max_iters"] / 10:
+        return []
+    return [f"the warm-up takes {c['warmup_iters']} of the {c['max_iters']} steps (warmup_iters counts steps: "
+            "shorten it too)"]
 
 
 def lr_decay_start_step(c):
@@ -129,12 +139,26 @@ def refuse_to_replace(out_dir, init_from, overwrite, checkpoint, ckpt_path, max_
 
 def make_out_dir(out_dir, replace):
     """Only once the inputs are known to be good does the run write anything. replace (--overwrite):
-    the old run goes as a whole, so that the files describe one run."""
-    os.makedirs(out_dir, exist_ok=True)
-    if replace:
-        for name in os.listdir(out_dir):
-            if is_checkpoint_name(name) or name == "metrics.jsonl":
-                os.remove(os.path.join(out_dir, name))
+    the old run goes as a whole, so that the files describe one run. A folder that cannot be made
+    (out_dir is a file, or lies where nothing can be written) is one line."""
+    try:
+        os.makedirs(out_dir, exist_ok=True)
+        if replace:
+            for name in os.listdir(out_dir):
+                if is_checkpoint_name(name) or name == "metrics.jsonl":
+                    os.remove(os.path.join(out_dir, name))
+    except OSError as e:
+        fail(f"cannot write to out_dir {out_dir}: {e.strerror or e}")
+
+
+def checkpoint_left(out_dir):
+    """What a run stopped by an error leaves to resume from, said in its one line. The ckpt.pt in
+    out_dir is this run's, if any: a fresh run never keeps another's (refuse_to_replace, make_out_dir)."""
+    path = os.path.join(out_dir, "ckpt.pt")
+    if not os.path.exists(path):
+        return "no checkpoint was saved yet"
+    step = torch.load(path, map_location="cpu", weights_only=True, mmap=True)["iter_num"]  # mmap: reads little
+    return f"the last checkpoint, {path} at step {step}, is intact"
 
 
 # -----------------------------------------------------------------------------
@@ -217,21 +241,44 @@ class MetricsFile:
                         continue
                     if record.get("step", record.get("resumed_at", 0)) < iter_num:
                         kept.append(line.rstrip("\n") + "\n")
-        with open(self.path + ".tmp", "w") as f:
-            f.writelines(kept)
-            f.write(json.dumps(header) + "\n")
-        os.replace(self.path + ".tmp", self.path)
+        tmp = self.path + ".tmp"
+        try:
+            with open(tmp, "w") as f:
+                f.writelines(kept)
+                f.write(json.dumps(header) + "\n")
+            os.replace(tmp, self.path)
+        except OSError as e:  # a full disk: the file stays as it was
+            self.cannot_write(e)
+        finally:
+            if os.path.exists(tmp):
+                os.remove(tmp)
         if self.wandb is not None:
             where = os.path.abspath(self.out_dir)
             self.wandb.init(project=os.path.basename(os.path.dirname(where)), name=os.path.basename(where),
                             config=header["run"], dir=where)
 
     def log(self, record):
-        with open(self.path, "a") as f:
-            f.write(json.dumps(record) + "\n")
+        """Append the record whole or not at all: a write that fails part way (a full disk) is cut
+        back off, so that the file never ends in half a record."""
+        line = (json.dumps(record) + "\n").encode()
+        try:
+            with open(self.path, "ab", buffering=0) as f:  # unbuffered: each write reaches the file or fails
+                start = f.seek(0, os.SEEK_END)
+                try:
+                    while line:
+                        line = line[f.write(line):]
+                except OSError:
+                    with contextlib.suppress(OSError):  # the write's error is the one to report
+                        f.truncate(start)
+                    raise
+        except OSError as e:
+            self.cannot_write(e)
         if self.wandb is not None:
             numbers = {k: v for k, v in record.items() if isinstance(v, (int, float))}
             self.wandb.log(numbers, step=record["step"])
+
+    def cannot_write(self, e):
+        fail(f"cannot write {self.path}: {e.strerror or e}; {checkpoint_left(self.out_dir)}")
 
     def close(self):
         if self.wandb is not None:
@@ -241,8 +288,8 @@ class MetricsFile:
 # -----------------------------------------------------------------------------
 # stopping on a signal: Ctrl-C (SIGINT), a preemption (SIGTERM) or a request to stop (SIGUSR1, as
 # from SLURM's --signal) lets the current step finish, saves ckpt.pt and exits with 128 + the
-# signal's number: 130, 143, 138. A second Ctrl-C exits at once; saves are renames, so the last
-# checkpoint is whole either way.
+# signal's number: 130, 143, 138. A second Ctrl-C exits at once, even from the middle of a save:
+# saves are renames, so the last checkpoint is whole either way.
 
 
 class StopSignals:
@@ -259,18 +306,30 @@ class StopSignals:
 
     def on_signal(self, signum, frame):
         if signum == signal.SIGINT and self.received == signal.SIGINT:
-            # os.write, not print: the signal may have landed in the middle of a print
-            saved = os.path.exists(os.path.join(self.out_dir, "ckpt.pt"))
-            kept = (f"the last checkpoint in {self.out_dir} is intact" if saved
-                    else "no checkpoint was saved yet")
-            os.write(2, f"interrupted again: stopped at once; {kept}\n".encode())
-            if self.ddp:
-                os._exit(130)  # skips the interpreter shutdown that gloo's threads can abort (see leave)
-            sys.exit(130)
+            self.exit_at_once()
         if self.master and not self.received:
             os.write(2, f"{signal.Signals(signum).name}: stopping after this step to save a checkpoint "
                         "(Ctrl-C again stops at once)\n".encode())
         self.received = self.received or signum
+
+    def exit_at_once(self):
+        """os._exit, not sys.exit: an exception raised inside torch.save comes out as a traceback of
+        torch's zip writer, and under DDP gloo's threads can abort the interpreter's shutdown (see
+        leave). A save it interrupts leaves a .tmp file, which goes first."""
+        if self.master and os.path.isdir(self.out_dir):
+            for name in os.listdir(self.out_dir):
+                if name.endswith(".tmp") and is_checkpoint_name(name[:-len(".tmp")]):
+                    os.remove(os.path.join(self.out_dir, name))
+        saved = os.path.exists(os.path.join(self.out_dir, "ckpt.pt"))
+        kept = f"the last checkpoint in {self.out_dir} is intact" if saved else "no checkpoint was saved yet"
+        # os.write, not print: the signal may have landed in the middle of a print, whose buffer then
+        # cannot be flushed from here (a "reentrant call"); its lines are lost, the metrics file has them
+        os.write(2, f"interrupted again: stopped at once; {kept}\n".encode())
+        try:
+            sys.stdout.flush()
+        except RuntimeError:
+            pass
+        os._exit(130)
 
     def agreed(self):
         """The signal every rank stops for: the largest any received, 0 for none."""
@@ -296,9 +355,9 @@ class ETA:
     allocations) and made the estimate several times too long."""
     AFTER_STEPS = 5
 
-    def __init__(self, first_step, max_iters, eval_interval, eval_iters, micro_steps, world_size):
+    def __init__(self, first_step, max_iters, eval_interval, eval_iters, micro_steps):
         self.first_step, self.max_iters, self.eval_interval = first_step, max_iters, eval_interval
-        self.eval_iters, self.micro_steps, self.world_size = eval_iters, micro_steps, world_size
+        self.eval_iters, self.micro_steps = eval_iters, micro_steps
         self.started = None  # (time, step, eval_seconds) when the clock started
         self.eval_seconds, self.last_eval_seconds = 0.0, None  # evaluations and their saves: all, the last
         self.last_eval_on_clock = False  # whether the last evaluation ran after the clock started
@@ -321,7 +380,6 @@ class ETA:
         evals_left = self.max_iters // every - step // every + (self.max_iters % every > 0)
         eval_each = self.last_eval_seconds
         if not self.last_eval_on_clock:  # it may have compiled: at most its forward passes at the step rate
-            passes = math.ceil(self.eval_iters / self.world_size)
-            forward_passes = step_seconds / self.micro_steps / 3 * 2 * passes
+            forward_passes = step_seconds / self.micro_steps / 3 * 2 * self.eval_iters  # eval_iters on each rank
             eval_each = min(eval_each, forward_passes) if eval_each is not None else forward_passes
         return step_seconds * (self.max_iters - 1 - step) + eval_each * evals_left

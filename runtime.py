@@ -48,9 +48,12 @@ def fail(message):
 
 
 def first_line(e):
-    """The first line of an exception's message, without terminal escapes (torch bolds some words)."""
-    text = re.sub(r"\x1b\[[0-9;]*m", "", str(e)).strip()
-    return (text.splitlines() or [type(e).__name__])[0]
+    """The first line of an exception's message, without terminal escapes (torch bolds some words). A
+    first line that only announces the next ("Error(s) in loading state_dict for GPT:") takes it along."""
+    lines = [line.strip() for line in re.sub(r"\x1b\[[0-9;]*m", "", str(e)).splitlines() if line.strip()]
+    if len(lines) > 1 and lines[0].endswith(":"):
+        return f"{lines[0]} {lines[1]}"
+    return (lines or [type(e).__name__])[0]
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -206,17 +209,20 @@ def read_batch(data, starts, block_size, vocab_size=None):
 def estimate_loss(model, path, block_size, batch_size, eval_iters, seed, device, dtype, vocab_size,
                   attention=None, rank=0, world_size=1):
     """Mean loss over eval_iters batches drawn by a generator seeded with `seed` (so the same
-    batches every time), split over the ranks. train.py evaluates with seed = its seed + 1."""
+    batches every time); train.py evaluates with seed = its seed + 1. A batch holds batch_size
+    sequences from each of the world_size ranks, as a training micro-step does: N processes of
+    batch_size b evaluate what one process of batch_size N * b does."""
     model.eval()
-    data, starts = draw_batches(path, eval_iters, batch_size, block_size, torch.Generator().manual_seed(seed))
+    data, starts = draw_batches(path, eval_iters, batch_size * world_size, block_size,
+                                torch.Generator().manual_seed(seed))
     total = torch.zeros(2, device=device)
-    for ix in starts[rank::world_size]:
-        x, y = read_batch(data, ix, block_size, vocab_size)
+    for ix in starts:
+        x, y = read_batch(data, ix[rank * batch_size:(rank + 1) * batch_size], block_size, vocab_size)
         with autocast_for(device, dtype):
             _, loss = model(x.to(device), y.to(device), attention)
         total += torch.stack([loss.float(), torch.ones((), device=device)])
     if world_size > 1:
-        dist.all_reduce(total)
+        dist.all_reduce(total)  # every rank's share is batch_size sequences: the mean of means is the mean
     model.train()
     return (total[0] / total[1]).item()
 

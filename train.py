@@ -27,8 +27,8 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 from configurator import ConfigError, load_config, settings_help
 from model import GPT, GPTConfig
 from runs import (CHANGEABLE_ON_RESUME, ETA, MetricsFile, StopSignals, check_loop_settings, check_masks_agree,
-                  clock, leave, lr_hold_end, make_out_dir, refuse_to_replace, resumed_settings,
-                  start_processes)
+                  checkpoint_left, clock, leave, lr_hold_end, make_out_dir, refuse_to_replace, resumed_settings,
+                  start_processes, warmup_warnings)
 from runtime import (autocast_for, check_tokens, data_root, draw_batches, estimate_loss, fail, first_line,
                      gpu_peak_flops, has_fp8, keep_freed_memory, pick_device, prepare_command, read_batch,
                      save_checkpoint, script, training_attention)
@@ -173,6 +173,9 @@ micro_steps = gradient_accumulation_steps // world_size  # this rank's share of 
 tokens_per_iter = gradient_accumulation_steps * batch_size * block_size
 device_type = "cuda" if device.startswith("cuda") else "cpu"
 if device_type == "cpu":
+    ignored = [f"{k}={config[k]!r}" for k, cpu in (("dtype", "float32"), ("compile", False)) if config[k] != cpu]
+    if ignored and master:
+        print(f"note: on the CPU runs are float32 and uncompiled: {' and '.join(ignored)} ignored")
     dtype = "float32"  # bf16 autocast on the CPU is slow and changes numerics; fp32 is the reference
     compile = False
     config.update(dtype=dtype, compile=compile)  # the checkpoint records what ran
@@ -269,6 +272,8 @@ if master:
     if changed_on_resume:
         print(f"resuming at step {iter_num}, in the {phase_at(iter_num)} phase, with "
               + ", ".join(f"{k}={new!r} (was {old!r})" for k, (old, new) in changed_on_resume.items()))
+    for warning in warmup_warnings(config):
+        print(f"warning: {warning}")
     if sparsity is not None:
         for warning in schedule.short_ramps():
             print(f"warning: {warning}")
@@ -297,7 +302,7 @@ def save(name, note=""):
 stop = StopSignals(out_dir, ddp, master, device_type)
 data_state = data_generator.get_state()  # before the batches of step iter_num: what a resume needs
 batches = global_batch()
-eta = ETA(iter_num, max_iters, eval_interval, eval_iters, micro_steps, world_size)
+eta = ETA(iter_num, max_iters, eval_interval, eval_iters, micro_steps)
 t_start = t0 = time.time()
 last_logged, stopped_by = iter_num - 1, 0
 while True:
@@ -310,12 +315,12 @@ while True:
     if evaluate:
         losses = {}
         for split in ("train", "val"):
+            # batch_size from each rank: the batches of one process of batch_size * world_size
             losses[split] = estimate_loss(model, os.path.join(data_dir, f"{split}.bin"), block_size,
                                           batch_size, eval_iters, seed + 1, device, dtype, vocab_size,
                                           attention.pattern, rank, world_size)
             if not math.isfinite(losses[split]):
-                fail(f"{split} loss is {losses[split]} at step {iter_num}; the last checkpoint in {out_dir} "
-                     "is untouched")
+                fail(f"{split} loss is {losses[split]} at step {iter_num}; {checkpoint_left(out_dir)}")
         if master:
             cost = f", FLOPs {flops / flops_dense:.3f}x" if schedule is not None and flops_dense else ""
             attn_note = f" ({attention.label(attn_window)} attention)" if schedule is not None else ""
@@ -368,7 +373,7 @@ while True:
         last_loss = loss_sum.item() / gradient_accumulation_steps  # mean over the global batch; syncs
         if not math.isfinite(last_loss):
             fail(f"loss became {last_loss} by step {iter_num} (checked every log_interval steps); "
-                 f"the last checkpoint in {out_dir} is untouched")
+                 f"{checkpoint_left(out_dir)}")
         t1 = time.time()
         dt = (t1 - t0) / (iter_num - last_logged)  # includes any evaluation in between
         t0, last_logged = t1, iter_num
@@ -408,8 +413,8 @@ if master and stopped_by:
     print(f"go on with: {launcher} --init_from=resume --out_dir={out_dir}")
 elif master:
     ratio = f" = {flops / flops_dense:.3f}x the dense model's" if sparsity is not None else ""
-    print(f"done: val loss {losses['val']:.4f} after {iter_num} steps in {clock(time.time() - t_start)}; "
-          f"training FLOPs {flops:.3e}{ratio}")
+    took = clock(time.time() - t_start) + (f" (this process, from step {eta.first_step})" if eta.first_step else "")
+    print(f"done: val loss {losses['val']:.4f} after {iter_num} steps in {took}; training FLOPs {flops:.3e}{ratio}")
     ckpt = os.path.join(out_dir, "ckpt.pt")
     print(f"  checkpoint: {ckpt}\n  next: {script('sample.py')} --out_dir={out_dir}\n"
           f"        {script('evaluate.py')} loss --ckpt={ckpt} --attention=both\n"

@@ -67,3 +67,16 @@ def test_train_py_reports_a_config_typo_in_one_line(tmp_path):
                             capture_output=True, text=True)
     assert result.returncode == 2
     assert result.stderr == "error: typo.py: unknown config key 'max_itres' (did you mean 'max_iters'?)\n"
+
+
+def test_an_override_wins_wherever_it_stands(tmp_path):
+    # `--out_dir=X config.py`: the config file named after the override must not undo it (it once did,
+    # and a run with --overwrite=True then replaced the config's own out_dir)
+    first, second = tmp_path / "first.py", tmp_path / "second.py"
+    first.write_text("max_iters = 10\ndataset = 'shakespeare'\n")
+    second.write_text("max_iters = 30\n")
+    assert load_config(DEFAULTS, ["--max_iters=20", str(first), "--dataset=docmix"]) == {
+        "max_iters": 20, "dataset": "docmix"}
+    assert load_config(DEFAULTS, [str(second), "--mst=False", str(first)]) == {
+        "max_iters": 10, "dataset": "shakespeare", "mst": False}  # config files: the later one wins
+    assert load_config(DEFAULTS, ["--max_iters=5", "--max_iters=6", str(second)]) == {"max_iters": 6}

@@ -1,6 +1,7 @@
 """GPT-2 and Hybrid Sparse Attention against brute-force definitions and a float64 reference."""
 
 import math
+import types
 import warnings
 
 import pytest
@@ -100,8 +101,9 @@ def test_model_output_matches_float64_reference(mode, backend):
     assert loss.item() == pytest.approx(ref_loss.item(), rel=1e-5)
 
 
-def dense_flex_attention(q, k, v, block_mask, return_lse=False):
-    """FlexAttention's contract written out densely (CPU FlexAttention has no backward)."""
+def dense_flex_attention(q, k, v, block_mask, return_lse=False, return_aux=None):
+    """FlexAttention's contract written out densely (CPU FlexAttention has no backward); the
+    log-sum-exp as older (return_lse) and newer torch (return_aux) hand it back."""
     i = torch.arange(q.size(-2))[:, None]
     j = torch.arange(k.size(-2))[None, :]
     allowed = block_mask.mask_mod(None, None, i, j)
@@ -109,7 +111,22 @@ def dense_flex_attention(q, k, v, block_mask, return_lse=False):
     scores = (q @ k.transpose(-1, -2) / math.sqrt(q.size(-1))).masked_fill(~allowed, -1e9)
     lse = torch.logsumexp(scores, dim=-1)
     out = torch.exp(scores - lse.unsqueeze(-1)) @ v
+    if return_aux is not None:
+        return out, types.SimpleNamespace(lse=lse if return_aux.lse else None)
     return (out, lse) if return_lse else out
+
+
+@pytest.mark.parametrize("mode", ["strided", "fixed"])
+def test_flex_attention_is_called_without_deprecated_arguments(mode):
+    """The two-part patterns ask FlexAttention for its log-sum-exp; newer torch deprecates asking with
+    return_lse=True, and bench.py --smoke printed the warning."""
+    model = GPT(model_config()).eval()
+    pattern = model.hsa_pattern(T, "cpu", mode=mode, backend="flex")
+    assert pattern.far is not None
+    with torch.no_grad(), warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        model(torch.randint(0, 97, (1, T)), None, pattern)
+    assert not [w for w in caught if "deprecated" in str(w.message)], [str(w.message) for w in caught]
 
 
 @pytest.mark.parametrize("mode", ["strided", "fixed"])
@@ -179,6 +196,8 @@ def test_attention_config_checks():
         model_config(attn_stride=2 * T)  # does not fit block_size
     with pytest.raises(ValueError):
         model_config(hsa_mode="sliding")
+    with pytest.raises(ValueError, match=r"hsa_phases=\(\) keeps attention dense"):
+        model_config(hsa_mode="dense")  # no sparse pattern: it would silently train dense
     with pytest.raises(ValueError):
         model_config(n_embd=15)  # not divisible by n_head
     with pytest.raises(ValueError):

@@ -10,10 +10,10 @@ import sys
 import pytest
 
 import runtime
-from test_train import TRAIN, args_for, assert_same_run, make_toy_data, run_subprocess
+from test_train import ONE_PROCESS, TRAIN, TWO_PROCESSES, args_for, assert_same_run, make_toy_data, run_subprocess
 
-# as in test_train.py's DDP test: 4 micro-batches of 4, split over the processes; mixed growing
-COMMON = dict(gradient_accumulation_steps=4, grow_mode="mixed", eval_interval=18, update_interval=2)
+# as in test_train.py's DDP test: one process of batch_size 8 against two of 4; mixed growing
+COMMON = dict(grow_mode="mixed", eval_interval=9, update_interval=2)
 
 
 def free_port():
@@ -28,10 +28,11 @@ def test_two_nodes_through_the_rendezvous_match_one_process(tmp_path):
     # Node 1's process has LOCAL_RANK 0 but RANK 1: it must take the second half of each batch.
     launcher = [sys.executable, "-m", "torch.distributed.run", "--nnodes=2", "--nproc_per_node=1",
                 "--rdzv_backend=c10d", f"--rdzv_endpoint=localhost:{free_port()}", f"--rdzv_id={tmp_path.name}"]
-    nodes = [subprocess.Popen(launcher + [f"--node_rank={node}", TRAIN, *args_for(tmp_path / "two", **COMMON)],
+    two = args_for(tmp_path / "two", **COMMON, **TWO_PROCESSES)
+    nodes = [subprocess.Popen(launcher + [f"--node_rank={node}", TRAIN, *two],
                               cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
              for node in (0, 1)]
-    one = run_subprocess(tmp_path, args_for(tmp_path / "one", **COMMON))  # meanwhile, on one process
+    one = run_subprocess(tmp_path, args_for(tmp_path / "one", **COMMON, **ONE_PROCESS))  # meanwhile, on one process
     try:
         outputs = [node.communicate(timeout=300)[0] for node in nodes]
     finally:

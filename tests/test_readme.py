@@ -110,8 +110,8 @@ def test_dense_comparison_runs_print_the_readme_numbers(tmp_path):
 
 
 def test_the_default_job_printed_what_the_readme_says():
-    """The README's set-up runs the default job before the tests: its metrics hold the val loss and the
-    FLOP share the README quotes (two cores, default threads)."""
+    """The README's set-up runs the default job before the tests: its metrics hold the val loss, the
+    FLOP share and the log lines the README quotes (two cores, default threads)."""
     path = os.path.join(REPO, "out", "mst_tiny", "metrics.jsonl")
     if not os.path.isfile(path):
         raise AssertionError("no out/mst_tiny: run the README's set-up (it ends with the default job) first")
@@ -121,6 +121,22 @@ def test_the_default_job_printed_what_the_readme_says():
                                    r"\S+ = ([\d.]+)x\s+the dense model's`", readme).groups()
     assert (last["step"], f"{last['flops'] / last['flops_dense']:.3f}") == (int(steps), share)
     assert abs(last["val_loss"] - float(loss)) <= CPU_SPREAD, (last["val_loss"], loss)
+
+    # "Reading the log" quotes two of its lines: all but the times must be what the job logged
+    records = list(map(json.loads, open(path)))
+    iter_line, step_line = readme.split("## Reading the log")[1].split("```")[1].strip().splitlines()
+    step, loss, lr, phase, share, target = re.fullmatch(
+        r"iter (\d+)/240: loss (\S+), lr (\S+), (\w+) (\S+) \((\S+)\), hsa, \d+ ms, eta [\d:]+", iter_line).groups()
+    logged = next(r for r in records if r.get("step") == int(step) and "loss" in r)
+    assert (f"{logged['lr']:.1e}", logged["phase"], f"{logged['sparsity']:.3f}", f"{logged['target_sparsity']:.3f}",
+            logged["attn_mode"] != "dense") == (lr, phase, share, target, True)
+    assert abs(logged["loss"] - float(loss)) <= CPU_SPREAD, (logged["loss"], loss)
+    step, train_loss, val_loss, attention, share = re.fullmatch(
+        r"step (\d+)/240: train loss (\S+), val loss (\S+) \((\w+) attention\), FLOPs (\S+)x", step_line).groups()
+    evaluated = next(r for r in records if r.get("step") == int(step) and "val_loss" in r)
+    assert (evaluated["attn_mode"], f"{evaluated['flops'] / evaluated['flops_dense']:.3f}") == (attention, share)
+    assert abs(evaluated["train_loss"] - float(train_loss)) <= CPU_SPREAD
+    assert abs(evaluated["val_loss"] - float(val_loss)) <= CPU_SPREAD
 
 
 def test_the_laptop_ddp_command_runs(tmp_path):

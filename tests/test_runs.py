@@ -3,6 +3,8 @@
 import json
 import os
 import signal
+import subprocess
+import sys
 
 import pytest
 
@@ -67,6 +69,18 @@ def test_a_fresh_run_does_not_replace_another(tmp_path, capsys):
     assert stop.value.code == 0 and "the run is finished" in capsys.readouterr().out
 
 
+@pytest.mark.parametrize("where", ["a_file", "a_file/run", "/proc/mst_run"])
+def test_an_out_dir_that_cannot_be_made_is_one_line(tmp_path, capsys, where):
+    # out_dir a file, under one, or where nothing can be made (/proc refuses even root)
+    (tmp_path / "a_file").write_text("not a folder")
+    out_dir = where if where.startswith("/") else str(tmp_path / where)
+    with pytest.raises(SystemExit) as stop:
+        runs.make_out_dir(out_dir, replace=False)
+    err = capsys.readouterr().err
+    assert stop.value.code == 2 and err.startswith(f"error: cannot write to out_dir {out_dir}: ") and \
+        err.count("\n") == 1, err
+
+
 def test_make_out_dir_replaces_the_old_run_whole(tmp_path):
     for name in ("ckpt.pt", "ckpt_5.pt", "best.pt", "metrics.jsonl", "notes.txt"):
         (tmp_path / name).write_text("x")
@@ -90,9 +104,51 @@ def test_metrics_file_holds_each_step_once(tmp_path):
     assert [json.loads(line) for line in open(metrics.path)] == [{"run": 3, "resumed_at": 0}]
 
 
+# MetricsFile on a disk that fills up: under RLIMIT_FSIZE a write past the limit fails part way with
+# EFBIG, as one to a full disk fails with ENOSPC, and needs no root and no special file system.
+FULL_DISK = """
+import os, resource, signal, sys
+import runs
+metrics = runs.MetricsFile(sys.argv[1])
+metrics.start({"run": {}, "resumed_at": 0}, 0)
+metrics.log({"step": 0, "loss": 1.0})
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # else the kernel kills the process at the limit
+room = int(sys.argv[3])  # bytes left for the file
+resource.setrlimit(resource.RLIMIT_FSIZE, (os.path.getsize(metrics.path) + room, resource.RLIM_INFINITY))
+if sys.argv[2] == "log":
+    metrics.log({"step": 1, "loss": 2.0, "note": "a record longer than the room left"})
+else:  # a resumed run rewrites the file through a .tmp
+    resource.setrlimit(resource.RLIMIT_FSIZE, (room, resource.RLIM_INFINITY))
+    metrics.start({"run": {}, "resumed_at": 1}, 1)
+"""
+
+
+@pytest.mark.parametrize("write, room", [("log", 10), ("start", 0)])
+def test_a_full_disk_is_one_line_and_leaves_whole_records(tmp_path, write, room):
+    before = '{"run": {}, "resumed_at": 0}\n{"step": 0, "loss": 1.0}\n'
+    result = subprocess.run([sys.executable, "-c", FULL_DISK, str(tmp_path), write, str(room)], capture_output=True,
+                            text=True, timeout=60, env=dict(os.environ, PYTHONPATH=os.path.dirname(runs.__file__)))
+    path = tmp_path / "metrics.jsonl"
+    assert (result.returncode, result.stderr) == (2, f"error: cannot write {path}: File too large; no checkpoint "
+                                                     "was saved yet\n")
+    assert path.read_text() == before  # not half a record, nor a file cut short
+    assert os.listdir(tmp_path) == ["metrics.jsonl"]  # no metrics.jsonl.tmp
+
+
+def test_a_long_warm_up_is_warned_of():
+    # warmup_iters counts steps: config/mst_tiny.py shortened to 20 steps warms up to the end
+    mst_tiny = dict(LOOP, warmup_iters=20, max_iters=240)
+    assert runs.warmup_warnings(mst_tiny) == []  # 8%, as the configs' own runs: no warning
+    assert runs.warmup_warnings(dict(mst_tiny, max_iters=20)) == [
+        "the warm-up takes 20 of the 20 steps (warmup_iters counts steps: shorten it too)"]
+    assert runs.warmup_warnings(dict(mst_tiny, max_iters=200)) == []  # a tenth: still fine
+    assert len(runs.warmup_warnings(dict(mst_tiny, max_iters=199))) == 1
+    assert runs.warmup_warnings(dict(mst_tiny, max_iters=20, lr_schedule="constant")) == []  # no warm-up at all
+
+
 def test_eta_by_hand():
     # 100 steps from 0, an evaluation every 40 (at 0, 40, 80 and 100), one micro-step, 6 eval batches
-    eta = runs.ETA(0, 100, 40, 6, 1, 1)
+    eta = runs.ETA(0, 100, 40, 6, 1)
     eta.spent_outside_steps(30.0, True)  # step 0's evaluation, before the clock: it may have compiled
     assert eta.seconds_left(31.0, 4) is None  # too early
     assert eta.seconds_left(32.0, 5) is None  # the clock starts: (32 s, step 5, 30 s of evaluations)
@@ -122,9 +178,14 @@ def test_stop_signals_one_process(capfd):
         stop = runs.StopSignals("out/x", ddp=False, master=True, device_type="cpu")
         os.kill(os.getpid(), signal.SIGINT)
         assert stop.agreed() == signal.SIGINT
-        with pytest.raises(SystemExit) as second:  # Ctrl-C twice: at once
-            os.kill(os.getpid(), signal.SIGINT)
-        assert second.value.code == 130
+        exits = []
+        os._exit, real_exit = exits.append, os._exit  # the real one would end pytest here
+        try:
+            os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C twice: at once
+        finally:
+            os._exit = real_exit
+        assert exits == [130] and capfd.readouterr().err.endswith(
+            "(Ctrl-C again stops at once)\ninterrupted again: stopped at once; no checkpoint was saved yet\n")
     finally:
         for s, handler in previous.items():
             signal.signal(s, handler)

@@ -133,24 +133,71 @@ def test_a_stopped_run_resumes_bit_exactly(workdir, monkeypatch):
     assert all(torch.equal(ca["sparsity"]["masks"][k], cb["sparsity"]["masks"][k]) for k in ca["sparsity"]["masks"])
 
 
-def test_a_second_ctrl_c_stops_at_once(workdir, monkeypatch, capfd):
-    out = workdir / "out"
-    signal_at_optimizer_step(monkeypatch, 12, signal.SIGINT, signal.SIGINT)  # in step 11
-    assert exit_code(monkeypatch, workdir, args_for(out)) == 130
-    captured = capfd.readouterr()  # the handler writes to file descriptor 2 itself
-    assert "saved" not in captured.out.splitlines()[-1]  # no save on the way out ...
-    assert torch.load(out / "ckpt.pt", weights_only=True)["iter_num"] == 9  # ... the one from step 9 is whole
-    assert captured.err.splitlines()[-1] == (f"interrupted again: stopped at once; the last checkpoint in {out} "
-                                             "is intact")
-    assert not os.path.exists(out / "ckpt.pt.tmp")
+# train.py in a process of its own, which a second Ctrl-C ends at once (os._exit): Ctrl-C in optimizer
+# step STEP - 1, then again in that step ("step") or once the stop's save has written part of its file
+# ("save"), as a user who presses it twice, a moment apart, would.
+CTRL_C_TWICE = """
+import os, runpy, signal, sys, torch
+train, step, again = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+real_step, real_save, steps = torch.optim.AdamW.step, torch.save, [0]
+
+def step_with_ctrl_c(self, *a, **kw):
+    steps[0] += 1
+    if steps[0] == step:
+        os.kill(os.getpid(), signal.SIGINT)
+        if again == "step":
+            os.kill(os.getpid(), signal.SIGINT)
+    return real_step(self, *a, **kw)
+
+class CtrlCMidWrite:  # the checkpoint's file, through which torch.save writes
+    def __init__(self, f):
+        self.f, self.writes = f, 0
+    def write(self, data):
+        self.writes += 1
+        if self.writes == 3:
+            os.kill(os.getpid(), signal.SIGINT)
+        return self.f.write(data)
+    def flush(self):
+        self.f.flush()
+
+def save(obj, f, *a, **kw):
+    return real_save(obj, CtrlCMidWrite(f) if again == "save" and steps[0] >= step else f, *a, **kw)
+
+torch.optim.AdamW.step, torch.save = step_with_ctrl_c, save
+sys.argv, sys.path[0] = [train, *sys.argv[4:]], os.path.dirname(train)  # as `python train.py` has them
+runpy.run_path(train, run_name="__main__")
+"""
 
 
-def test_a_second_ctrl_c_before_any_save_says_there_is_no_checkpoint(workdir, monkeypatch, capfd):
+@pytest.mark.parametrize("step, again, kept", [(12, "step", 9), (4, "step", None), (12, "save", 9)],
+                         ids=["in-a-step", "before-any-save", "in-the-save"])
+def test_a_second_ctrl_c_stops_at_once(workdir, step, again, kept):
+    """Exit 130 at once with one line, no traceback, no half-written checkpoint left; the last checkpoint
+    (from step 9, or none before it) stays. In the save it once ended in a traceback of torch's zip
+    writer, with exit status 1."""
     out = workdir / "out"
-    signal_at_optimizer_step(monkeypatch, 4, signal.SIGINT, signal.SIGINT)  # in step 3, before the first save
-    assert exit_code(monkeypatch, workdir, args_for(out)) == 130
-    assert capfd.readouterr().err.splitlines()[-1] == "interrupted again: stopped at once; no checkpoint was saved yet"
-    assert not os.path.exists(out / "ckpt.pt")
+    env = dict(os.environ, OMP_NUM_THREADS="1", MST_DATA_DIR=str(workdir / "data"))
+    result = subprocess.run([sys.executable, "-c", CTRL_C_TWICE, TRAIN, str(step), again, *args_for(out)],
+                            cwd=workdir, env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 130, result.stderr
+    kept_line = f"the last checkpoint in {out} is intact" if kept else "no checkpoint was saved yet"
+    assert result.stderr.splitlines()[-2:] == [
+        "SIGINT: stopping after this step to save a checkpoint (Ctrl-C again stops at once)",
+        f"interrupted again: stopped at once; {kept_line}"], result.stderr
+    assert "saved" not in result.stdout.splitlines()[-1]  # no save on the way out
+    assert sorted(os.listdir(out)) == (["ckpt.pt", "metrics.jsonl"] if kept else ["metrics.jsonl"])  # no .tmp
+    if kept:
+        assert torch.load(out / "ckpt.pt", weights_only=True)["iter_num"] == kept
+
+
+def test_an_out_dir_that_cannot_be_written_stops_in_one_line(workdir):
+    # a file where the folder would go; a place where no folder can be made, even by root
+    (workdir / "taken").write_text("a file")
+    for out_dir, reason in ((workdir / "taken", "File exists"), ("/proc/mst_run", "No such file or directory")):
+        result = run_subprocess(workdir, args_for(out_dir))
+        assert result.returncode == 2 and result.stderr.splitlines() == [
+            f"error: cannot write to out_dir {out_dir}: {reason}"], result.stderr
+    assert (workdir / "taken").read_text() == "a file"
 
 
 def test_under_ddp_a_signal_to_one_rank_stops_all_at_the_same_step(workdir):

@@ -193,11 +193,18 @@ def test_non_finite_loss_stops_and_keeps_checkpoint(workdir, monkeypatch):
     before = torch.load(out / "ckpt.pt", weights_only=True)
     result = run_subprocess(workdir, args_for(out, init_from="resume", learning_rate="1e400", lr_schedule="constant",
                                               allow_changes_on_resume=True))
-    assert result.returncode != 0
-    assert "loss became nan by step 10" in result.stderr and "Traceback" not in result.stderr
+    assert result.returncode == 2 and result.stderr.strip().splitlines() == [
+        f"error: loss became nan by step 10 (checked every log_interval steps); the last checkpoint, {out}/ckpt.pt "
+        "at step 9, is intact"]
     after = torch.load(out / "ckpt.pt", weights_only=True)
     assert after["iter_num"] == 9
     assert all(torch.equal(after["model"][k], before["model"][k]) for k in before["model"])
+    # a fresh run has none to keep, and says so (it once called a checkpoint that never was "untouched")
+    fresh = workdir / "fresh"
+    result = run_subprocess(workdir, args_for(fresh, learning_rate="1e400", lr_schedule="constant"))
+    assert result.returncode == 2 and result.stderr.strip().splitlines() == [
+        "error: loss became nan by step 1 (checked every log_interval steps); no checkpoint was saved yet"]
+    assert sorted(os.listdir(fresh)) == ["metrics.jsonl"]
 
 
 @pytest.mark.parametrize("overrides, message", [
@@ -248,6 +255,19 @@ def test_bad_input_is_one_line_before_training(workdir, overrides, message):
     assert not os.path.exists(workdir / "out")  # nothing ran, nothing was created
 
 
+def test_what_the_cpu_ignores_and_a_long_warm_up_are_said(workdir, monkeypatch, capsys):
+    # bf16 and torch.compile are for CUDA: on the CPU the run is float32 and eager, and says so; a
+    # warm-up of 2 of 6 steps is a third of the run
+    run_in_process(monkeypatch, workdir, args_for(workdir / "out", max_iters=6, eval_interval=3, dtype="bfloat16",
+                                                  compile=True))
+    lines = capsys.readouterr().out.splitlines()
+    assert "note: on the CPU runs are float32 and uncompiled: dtype='bfloat16' and compile=True ignored" in lines
+    assert "warning: the warm-up takes 2 of the 6 steps (warmup_iters counts steps: shorten it too)" in lines
+    assert torch.load(workdir / "out" / "ckpt.pt", weights_only=True)["config"]["dtype"] == "float32"  # what ran
+    run_in_process(monkeypatch, workdir, args_for(workdir / "quiet", max_iters=20, eval_interval=10))  # 2 of 20
+    assert not [line for line in capsys.readouterr().out.splitlines() if line.startswith(("note:", "warning:"))]
+
+
 def test_fp8_head_without_fp8_is_one_line(workdir, monkeypatch, capsys):
     import runtime
     monkeypatch.setattr(runtime, "has_fp8", lambda device: False)  # as on a GPU older than Ada
@@ -278,7 +298,9 @@ def test_resume_with_another_shape_or_schedule_is_refused(workdir, monkeypatch):
     result = run_subprocess(workdir, ["--init_from=resume", f"--out_dir={out}", "--n_embd=64", "--max_iters=22",
                                       "--allow_changes_on_resume=True"])
     assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1, result.stderr
-    assert "cannot resume from" in result.stderr
+    assert "cannot resume from" in result.stderr  # which weight, and both shapes; not a line cut at its colon
+    assert ("size mismatch for transformer.wte.weight: copying a param with shape torch.Size([256, 32]) from "
+            "checkpoint, the shape in current model is torch.Size([256, 64])") in result.stderr, result.stderr
     # I/O settings may change without asking
     result = run_subprocess(workdir, ["--init_from=resume", f"--out_dir={out}", "--max_iters=20",
                                       "--allow_changes_on_resume=True", "--log_interval=5", "--eval_interval=4"])
@@ -407,9 +429,15 @@ def test_flops_budget_solves_the_peak_sparsity_and_the_plan_is_what_the_run_coun
 
 
 def assert_same_run(one, many, steps=18, rel=2e-5):
-    """The runs in out_dirs `one` and `many` logged the same losses and ended with the same masks."""
+    """The runs in out_dirs `one` and `many` logged the same losses, their evaluations' included, and
+    ended with the same masks."""
     a, b = train_losses(read_metrics(one)), train_losses(read_metrics(many))
     assert sorted(a) == sorted(b) == list(range(steps))
+    for step in a:
+        assert b[step] == pytest.approx(a[step], rel=rel), step
+    a, b = ({r["step"]: (r["train_loss"], r["val_loss"]) for r in read_metrics(d) if "val_loss" in r}
+            for d in (one, many))
+    assert sorted(a) == sorted(b) and len(a) > 1
     for step in a:
         assert b[step] == pytest.approx(a[step], rel=rel), step
     ca = torch.load(os.path.join(one, "ckpt.pt"), weights_only=True)
@@ -418,14 +446,18 @@ def assert_same_run(one, many, steps=18, rel=2e-5):
         assert torch.equal(ca["sparsity"]["masks"][k], cb["sparsity"]["masks"][k])
 
 
+# Two processes of batch_size 4 see the batches of one of batch_size 8, as the README's two-process command
+# and the default job: 16 sequences a step, an evaluation batch of 8.
+ONE_PROCESS, TWO_PROCESSES = dict(batch_size=8, gradient_accumulation_steps=2), dict(batch_size=4,
+                                                                                     gradient_accumulation_steps=4)
+
+
 @pytest.mark.parametrize("fp8_head", [False, True])
 def test_ddp_two_processes_match_one_and_keep_masks_identical(workdir, fp8_head):
-    # The same global batch (4 micro-batches of 4) on one process and on two; random growing too. Each
-    # micro-batch's FP8 scales are its own either way, so the FP8 head must match as closely.
-    common = dict(gradient_accumulation_steps=4, grow_mode="mixed", eval_interval=18, update_interval=2,
-                  fp8_head=fp8_head)
-    one = run_subprocess(workdir, args_for(workdir / "one", **common))
-    two = run_subprocess(workdir, args_for(workdir / "two", **common), nproc=2)
+    # The same global batch on one process and on two, evaluated alike; random growing too.
+    common = dict(grow_mode="mixed", eval_interval=9, update_interval=2, fp8_head=fp8_head)
+    one = run_subprocess(workdir, args_for(workdir / "one", **common, **ONE_PROCESS))
+    two = run_subprocess(workdir, args_for(workdir / "two", **common, **TWO_PROCESSES), nproc=2)
     assert one.returncode == 0, one.stderr
     assert two.returncode == 0, two.stderr  # train.py checks mask checksums across ranks at every update
     # Gradients summed in another order move an FP8 value across a rounding step now and then, and the
@@ -445,6 +477,9 @@ def test_a_resumed_run_plans_the_flops_it_will_count(workdir):
     planned = re.search(r"planned training FLOPs: (\S+) = (\S+)x", result.stdout)
     done = re.search(r"training FLOPs (\S+) = (\S+)x the dense model's", result.stdout.split("done: ")[1])
     assert planned.groups() == (f"{float(done.group(1)):.4g}", done.group(2))
+    # the time it reports is this process's, which it says (it counted the run's first 18 steps as not there)
+    assert re.search(r"^done: val loss \d\.\d{4} after 30 steps in \d+:\d\d \(this process, from step 18\); ",
+                     result.stdout, re.M), result.stdout
 
 
 def test_the_closing_hints_run_from_where_train_py_ran(workdir):
