@@ -102,8 +102,8 @@ def check_loop_settings(c):
     for name in ("beta1", "beta2"):
         if not 0.0 <= c[name] < 1.0:
             raise ValueError(f"{name}={c[name]:g} must lie in [0, 1)")
-    if min(c["weight_decay"], c["grad_clip"]) < 0:
-        raise ValueError("weight_decay and grad_clip must not be negative")
+    if min(c["weight_decay"], c["grad_clip"], c["density_lr_power"]) < 0:
+        raise ValueError("weight_decay, grad_clip and density_lr_power must not be negative")
     if c["dtype"] not in ("float32", "bfloat16"):
         raise ValueError(f"dtype={c['dtype']!r} must be 'float32' or 'bfloat16' (float16 would need a "
                          "gradient scaler, which train.py does not have)")

@@ -155,6 +155,9 @@ def prepare_command(dataset, data_dir=""):
     where = "" if root == os.path.join(PROJECT_DIR, "data") else f" --data_dir {root}"
     if dataset in ("shakespeare", "openwebtext"):
         return f"{command} {dataset}{where}"
+    pool = re.fullmatch(r"(.+)_pool(\d+(?:\.\d+)?M?)", dataset)  # as prepare.py pool names its pools
+    if pool:
+        return f"{command} pool {pool.group(1)} --tokens {pool.group(2)}{where}"
     return f"{command} tokens --train ... --val ... --name {dataset}{where}"
 
 

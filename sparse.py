@@ -374,7 +374,7 @@ class MixedSparsity:
 
 def optimizer_groups(model, weight_decay, sparsity=None):
     """AdamW's parameter groups: matrices and embeddings decay, biases and norm gains do not. Given
-    `sparsity`, the weights of each mask group form a group of their own, so that set_learning_rate
+    `sparsity`, the weights of each mask group form a group of their own, so that set_density_scaled_rates
     can give them a rate of their own."""
     masked = {id(p) for g in sparsity.groups for p in g.params} if sparsity is not None else set()
     groups = [{"params": [p for p in model.parameters() if p.dim() >= 2 and id(p) not in masked],
@@ -385,11 +385,12 @@ def optimizer_groups(model, weight_decay, sparsity=None):
     return groups
 
 
-def set_learning_rate(optimizer, lr, sparsity=None, density_power=1.0):
-    """Every group at `lr`, but a mask group (optimizer_groups) at lr / its density ** density_power.
-    At power 1 it is SμPar's rule for Adam (Dey et al. 2024), under which a layer whose inputs are a
-    share d live moves its outputs as far per step as the dense layer. The density is the live one,
-    so the rate follows the phases."""
+def set_density_scaled_rates(optimizer, lr, sparsity=None, density_power=1.0):
+    """Density-aware rates (train.py's density_lr_scaling): every group at `lr`, but a mask group
+    (optimizer_groups) at lr / its density ** density_power. At power 1 it is SμPar's rule for Adam
+    (Dey et al. 2024), under which a layer whose inputs are a share d live moves its outputs as far per
+    step as the dense layer; 0.5 is milder (results/docmix: no rate cliff above the best rate). The
+    density is the live one, so the rate follows the phases."""
     for group in optimizer.param_groups:
         mask_group = sparsity.groups[group["mask_group"]] if "mask_group" in group else None
         density = 1.0 if mask_group is None else max(mask_group.live, 1) / mask_group.numel

@@ -33,8 +33,8 @@ from runtime import (autocast_for, check_tokens, data_root, draw_batches, estima
                      gpu_peak_flops, has_fp8, keep_freed_memory, pick_device, prepare_command, read_batch,
                      save_checkpoint, script, training_attention)
 from flops import StepFlops, planned_flops_per_token, schedule_for_budget, training_flops_per_token
-from sparse import (EMBEDDING, MixedSparsity, SparsitySchedule, optimizer_groups, optimizer_step, set_learning_rate,
-                    sparse_parameters)
+from sparse import (EMBEDDING, MixedSparsity, SparsitySchedule, optimizer_groups, optimizer_step,
+                    set_density_scaled_rates, sparse_parameters)
 
 # Until the loop takes over (runs.StopSignals) there is nothing to save: Ctrl-C ends it at once.
 signal.signal(signal.SIGINT, lambda signum, frame: sys.exit(130))
@@ -309,7 +309,7 @@ while True:
     phase = phase_at(iter_num)
     attention = training_attention(raw_model, schedule, iter_num, device)
     lr = lr_at(iter_num)
-    set_learning_rate(optimizer, lr, sparsity, density_lr_power)
+    set_density_scaled_rates(optimizer, lr, sparsity, density_lr_power)
 
     t_eval, evaluate = time.time(), iter_num % eval_interval == 0 or iter_num == max_iters
     if evaluate:

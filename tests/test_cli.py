@@ -86,6 +86,9 @@ def test_the_data_folder_does_not_depend_on_the_working_directory(tmp_path, monk
     monkeypatch.chdir(tmp_path)
     assert runtime.data_root() == os.path.join(REPO, "data")
     assert runtime.prepare_command("shakespeare") == f"python {os.path.join(REPO, 'prepare.py')} shakespeare"
+    # a pool names the prepare.py command that cuts it from its source (prepare.py pool's names)
+    assert runtime.prepare_command("docmix_pool2.5M").endswith("prepare.py pool docmix --tokens 2.5M")
+    assert runtime.prepare_command("my_set_pool12345").endswith("prepare.py pool my_set --tokens 12345")
     monkeypatch.setenv("MST_DATA_DIR", "store")  # relative to where the user stands
     assert runtime.data_root() == str(tmp_path / "store")
     assert runtime.data_root("elsewhere") == str(tmp_path / "elsewhere")  # the setting wins

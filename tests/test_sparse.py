@@ -14,7 +14,7 @@ from configurator import load_config, settings_block
 from flops import attention_training_flops, linear_training_flops, training_flops_per_token
 from model import GPT, GPTConfig
 from sparse import (EMBEDDING, GROW_CRITERIA, MixedSparsity, SparsitySchedule, apply_masks, optimizer_groups,
-                    optimizer_step, set_learning_rate, sparse_parameters, spread_density)
+                    optimizer_step, set_density_scaled_rates, sparse_parameters, spread_density)
 
 
 # -- Erdős–Rényi --------------------------------------------------------------------------
@@ -402,7 +402,7 @@ def test_density_lr_scaling_gives_each_mask_group_lr_over_its_density(power):
     assert sum(len(g["params"]) for g in groups) == len(list(model.parameters()))  # each parameter once
     assert [g["weight_decay"] for g in groups[:2]] == [0.1, 0.0]
     opt = torch.optim.AdamW(groups, lr=1.0)
-    set_learning_rate(opt, 3e-3, sp, density_power=power)
+    set_density_scaled_rates(opt, 3e-3, sp, density_power=power)
     for group in opt.param_groups:
         if "mask_group" in group:
             mg = sp.groups[group["mask_group"]]

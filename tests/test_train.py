@@ -213,7 +213,7 @@ def test_non_finite_loss_stops_and_keeps_checkpoint(workdir, monkeypatch):
     (["--peak_sparsity=1.0"], "peak_sparsity=1.0 must lie in [0, 1)"),
     (["--ultra_end=0.2"], "phase boundaries are fractions of max_iters and must satisfy"),
     (["--restore_end=1.5"], "phase boundaries are fractions of max_iters and must satisfy"),
-    (["--warmup_iters=-1"], "must not be negative"),
+    (["--warmup_iters=-1"], "must not be negative"), (["--density_lr_power=-0.5"], "density_lr_power must not be"),
     (["--lr_decay_start=1.5"], "lr_decay_start is a fraction of max_iters in [0, 1]"),
     (["--lr_schedule=linear"], "lr_schedule='linear' must be 'wsd', 'cosine' or 'constant'"),
     (["--lr_decay_iters=12"], "the rate would never decay: it is held until step 12 (lr_decay_start)"),
