@@ -267,3 +267,40 @@ def test_hugging_face_gpt2_with_its_conv1d_weights():
             assert sparsity.layer_densities()["transformer.wte.weight"] == 0.5  # at its cap
     assert {schedule.phase(t) for t in range(24)} >= {"sparsify", "ultra", "restoration"}
     assert flops == pytest.approx(by_hand, rel=1e-12) and sparsity.density() == 1.0
+
+
+def test_density_aware_rates_and_warm_grown_weights_on_a_model_of_ones_own():
+    """The levers on the MLP: optimizer_groups gives each mask group a rate of its own, at lr / density **
+    power from the live counts (counted here from the masks), and the other weights keep lr; with
+    grown_adam_state='gradient' a weight grown at an update starts with its gradient squared as its
+    second moment, its first moment at 0."""
+    from sparse import optimizer_groups, set_density_scaled_rates
+    torch.manual_seed(0)
+    model = MLP()
+    weights = sparse_parameters(model)
+    sparsity = MixedSparsity(weights, SparsitySchedule(**SCHEDULE), max_sparsity=CAPS, grown_adam_state="gradient")
+    optimizer = torch.optim.AdamW(optimizer_groups(model, 0.1, sparsity), lr=1.0)
+    x = torch.randn(BATCH, 12)
+    for step in range(60):  # into the ultra phase, through a dozen updates
+        set_density_scaled_rates(optimizer, 2e-3, sparsity, density_power=0.5)
+        torch.nn.functional.cross_entropy(model(x), x[:, :4].argmax(1)).backward()
+        if sparsity.schedule.is_update_step(step):
+            before = {n: (p.detach() != 0) for n, p in weights}
+            grads = {n: p.grad.clone() for n, p in weights}
+            sparsity.prune_and_regrow(step, optimizer)
+        optimizer_step(optimizer, model.parameters(), sparsity)
+    saved = sparsity.state_dict()["masks"]
+    masks = {n: saved[n].view_as(p) for n, p in weights if n in saved}  # the shortcut has none: dense
+    for group in optimizer.param_groups:
+        for p in group["params"]:
+            name = next((n for n, q in weights if q is p and n in masks), None)
+            density = masks[name].float().mean().item() if name is not None else 1.0
+            assert group["lr"] == pytest.approx(2e-3 / density ** 0.5), name
+    # The last update, step 55, seeded each weight it grew with its gradient squared; five AdamW steps
+    # (55 to 59) decay that by beta2 each and add (1 - beta2) g^2, so at least 0.999^5 of it is left.
+    # Started cold instead (grown_adam_state='zero'), the moment would hold about 0.005 of it.
+    name, p = weights[1]  # mid.weight: sparse at the peak, its topology moving
+    grown = masks[name] & ~before[name]
+    assert grown.any()
+    seeded = grads[name][grown].square()
+    assert (optimizer.state[p]["exp_avg_sq"][grown] >= 0.999 ** 5 * seeded * (1 - 1e-6)).all()
