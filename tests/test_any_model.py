@@ -11,7 +11,8 @@ import pytest
 import torch
 
 from flops import training_flops_per_token
-from sparse import GROW_CRITERIA, MixedSparsity, SparsitySchedule, grow_criterion, highest, optimizer_step, sparse_parameters
+from sparse import (GROW_CRITERIA, MixedSparsity, SparsitySchedule, grow_criterion, highest, optimizer_groups,
+                    optimizer_step, set_density_scaled_rates, sparse_parameters)
 from test_train import args_for, make_toy_data, read_metrics, run_in_process
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -32,7 +33,8 @@ class MLP(torch.nn.Module):
 
 SHAPES = {"inp.weight": (48, 12), "mid.weight": (40, 48), "out.weight": (4, 40), "shortcut.weight": (4, 12)}
 CAPS = {"out.weight": 0.5, "shortcut.weight": 0.0}  # the head at most half zero; the shortcut dense
-# 120 steps: sparsify to 0.9 over 0-29 (where the head's cap binds), ultra 30-89, restoration 90-119 back to dense; an update every 5
+# 120 steps: sparsify to 0.9 over 0-29 (where the head's cap binds), ultra 30-89, restoration 90-119 back
+# to dense; an update every 5
 SCHEDULE = dict(max_iters=120, sparsify_end=0.25, ultra_end=0.75, restore_end=1.0, peak_sparsity=0.9,
                 update_interval=5, drop_fraction=0.3)
 
@@ -158,7 +160,8 @@ def own_criteria():
     """Both criteria registered as a user would, and the registry as it was afterwards."""
     registry = dict(GROW_CRITERIA)
     CALLS.clear()
-    for name, pick, reads in (("first_dead", grow_first_dead, False), ("smallest_gradient", grow_smallest_gradient, True)):
+    for name, pick, reads in (("first_dead", grow_first_dead, False),
+                              ("smallest_gradient", grow_smallest_gradient, True)):
         def counted(sparsity, group, candidates, n, pick=pick, name=name):
             CALLS.append((name, candidates.shape[0], n))
             return pick(sparsity, group, candidates, n)
@@ -274,7 +277,6 @@ def test_density_aware_rates_and_warm_grown_weights_on_a_model_of_ones_own():
     power from the live counts (counted here from the masks), and the other weights keep lr; with
     grown_adam_state='gradient' a weight grown at an update starts with its gradient squared as its
     second moment, its first moment at 0."""
-    from sparse import optimizer_groups, set_density_scaled_rates
     torch.manual_seed(0)
     model = MLP()
     weights = sparse_parameters(model)
