@@ -25,7 +25,7 @@ def test_old_checkpoints_keep_their_rate_shape():
 LOOP = dict(init_from="scratch", batch_size=4, gradient_accumulation_steps=1, eval_iters=2, log_interval=1,
             eval_interval=5, warmup_iters=2, lr_decay_iters=0, lr_decay_start=0.9, lr_schedule="wsd", max_iters=10,
             learning_rate=1e-3, min_lr=1e-4, beta1=0.9, beta2=0.95, weight_decay=0.1, grad_clip=1.0, dtype="float32",
-            flops_budget=0.0)
+            flops_budget=0.0, density_lr_power=1.0)
 
 
 @pytest.mark.parametrize("change, message", [
