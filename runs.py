@@ -182,8 +182,12 @@ def start_processes(device, backend, gradient_accumulation_steps):
 
 
 def check_masks_agree(sparsity, step):
-    """Masks must be identical on every DDP rank; a checksum all-reduce makes sure of it."""
-    low = sparsity.mask_fingerprint()
+    """Masks must be identical on every DDP rank: a float64 checksum of them, equal across ranks iff they
+    agree, is all-reduced to its min and max."""
+    low = torch.zeros((), dtype=torch.float64, device=sparsity.groups[0].mask.device)
+    for g in sparsity.groups:
+        weights = (torch.arange(g.mask.numel(), device=g.mask.device) % 65521 + 1).to(torch.float64)
+        low += (g.mask.view(-1).to(torch.float64) * weights).sum()
     high = low.clone()
     dist.all_reduce(low, op=dist.ReduceOp.MIN)
     dist.all_reduce(high, op=dist.ReduceOp.MAX)

@@ -21,7 +21,7 @@ import torch
 import torch.distributed as dist
 
 from model import GPT, GPTConfig, keeps_every_pair
-from sparse import SparsitySchedule, apply_masks
+from sparse import SparsitySchedule
 
 # sample.py and evaluate.py run the sparse patterns through FlexAttention uncompiled on CUDA: exact,
 # only slower and hungrier than the fused kernel, which is fine for sampling and evaluation.
@@ -317,6 +317,16 @@ def read_checkpoint(path):
     if missing:
         fail(f"{path} is not a train.py checkpoint, or one from an older version: it has no {missing[0]!r}")
     return checkpoint
+
+
+@torch.no_grad()
+def apply_masks(model, masks):
+    """Zero the weights a checkpoint's masks ({name: flat bool mask}) say are dead."""
+    params = dict(model.named_parameters())
+    for name, mask in masks.items():
+        if name not in params or params[name].numel() != mask.numel():
+            raise ValueError(f"the sparsity mask of {name} does not fit the model")
+        params[name].mul_(mask.view_as(params[name]).to(params[name].device))
 
 
 def schedule_of(checkpoint):

@@ -56,26 +56,22 @@ class SparsitySchedule:
 
     def __post_init__(self):
         """Any setting that cannot make a schedule is a one-line ValueError here."""
-        for name in ("initial_sparsity", "peak_sparsity", "final_sparsity"):
-            if not 0.0 <= getattr(self, name) < 1.0:
-                raise ValueError(f"{name}={getattr(self, name)} must lie in [0, 1)")
         bounds = (self.sparsify_start, self.sparsify_end, self.ultra_end, self.restore_end)
-        if not 0.0 <= bounds[0] <= bounds[1] <= bounds[2] <= bounds[3] <= 1.0:
-            raise ValueError("phase boundaries are fractions of max_iters and must satisfy "
-                             "0 <= sparsify_start <= sparsify_end <= ultra_end <= restore_end <= 1, got "
-                             + " <= ".join(map(str, bounds)))
-        for name in ("max_iters", "update_interval"):
-            if getattr(self, name) <= 0:
-                raise ValueError(f"{name}={getattr(self, name)} must be a positive number of steps")
-        if not 0.0 <= self.drop_fraction <= 1.0:
-            raise ValueError(f"drop_fraction={self.drop_fraction} must lie in [0, 1]")
-        for name, choices in (("restoration_shape", ("early", "late")),
-                              ("drop_schedule", ("global", "phase"))):
-            if getattr(self, name) not in choices:
-                raise ValueError(f"{name}={getattr(self, name)!r} must be one of {choices}")
         unknown = set(self.hsa_phases) - set(PHASES)
-        if unknown:
-            raise ValueError(f"hsa_phases has unknown phases {sorted(unknown)}; the phases are {PHASES}")
+        checks = [(0.0 <= getattr(self, n) < 1.0, f"{n}={getattr(self, n)} must lie in [0, 1)")
+                  for n in ("initial_sparsity", "peak_sparsity", "final_sparsity")]
+        checks.append((0.0 <= bounds[0] <= bounds[1] <= bounds[2] <= bounds[3] <= 1.0,
+                       "phase boundaries are fractions of max_iters and must satisfy 0 <= sparsify_start <= "
+                       "sparsify_end <= ultra_end <= restore_end <= 1, got " + " <= ".join(map(str, bounds))))
+        checks += [(getattr(self, n) > 0, f"{n}={getattr(self, n)} must be a positive number of steps")
+                   for n in ("max_iters", "update_interval")]
+        checks.append((0.0 <= self.drop_fraction <= 1.0, f"drop_fraction={self.drop_fraction} must lie in [0, 1]"))
+        checks += [(getattr(self, n) in choices, f"{n}={getattr(self, n)!r} must be one of {choices}")
+                   for n, choices in (("restoration_shape", ("early", "late")), ("drop_schedule", ("global", "phase")))]
+        checks.append((not unknown, f"hsa_phases has unknown phases {sorted(unknown)}; the phases are {PHASES}"))
+        for ok, message in checks:
+            if not ok:
+                raise ValueError(message)
         self.bounds = [round(f * self.max_iters) for f in bounds]  # in steps
         # restore_end is always an update, so the run lands on final_sparsity; when restoration
         # runs to the end of training, the last step (max_iters - 1) stands in for it.
@@ -235,21 +231,23 @@ class MixedSparsity:
 
     def __init__(self, weights, schedule, max_sparsity=None, distribution="erdos_renyi", grow_mode="mixed",
                  grow_gradient_share=0.75, grown_adam_state="zero", seed=0):
-        if grow_mode not in GROW_CRITERIA:
-            raise ValueError(f"grow_mode={grow_mode!r} must be one of {tuple(GROW_CRITERIA)}")
-        if grown_adam_state not in ("zero", "gradient"):
-            raise ValueError(f"grown_adam_state={grown_adam_state!r} must be 'zero' or 'gradient'")
-        if not 0.0 <= grow_gradient_share <= 1.0:
-            raise ValueError(f"grow_gradient_share={grow_gradient_share} must lie in [0, 1]")
         weights, max_sparsity = list(weights), max_sparsity or {}
-        for name, cap in max_sparsity.items():
-            if not 0.0 <= cap <= 1.0:
-                raise ValueError(f"max_sparsity={cap} of {name} must lie in [0, 1]")
         unknown = set(max_sparsity) - {name for name, _ in weights}
-        if unknown:
-            raise ValueError(f"max_sparsity names {sorted(unknown)}, which are not among the weights")
+        checks = [(grow_mode in GROW_CRITERIA, f"grow_mode={grow_mode!r} must be one of {tuple(GROW_CRITERIA)}"),
+                  (grown_adam_state in ("zero", "gradient"),
+                   f"grown_adam_state={grown_adam_state!r} must be 'zero' or 'gradient'"),
+                  (0.0 <= grow_gradient_share <= 1.0, f"grow_gradient_share={grow_gradient_share} must lie in [0, 1]")]
+        checks += [(0.0 <= cap <= 1.0, f"max_sparsity={cap} of {name} must lie in [0, 1]")
+                   for name, cap in max_sparsity.items()]
+        checks.append((not unknown, f"max_sparsity names {sorted(unknown)}, which are not among the weights"))
+        for ok, message in checks:
+            if not ok:
+                raise ValueError(message)
         self.schedule, self.distribution = schedule, distribution
         self.grow, self.grow_gradient_share = GROW_CRITERIA[grow_mode], grow_gradient_share
+        # whether an update reads the dense gradient, the criterion's own answer: the FLOP count charges
+        # such an update step a dense weight gradient
+        self.reads_dense_gradient = self.grow.reads_dense_gradient
         self.grown_adam_state = grown_adam_state
         by_kind = {}  # weights of one shape and one cap (None: not named in max_sparsity) share a group
         for name, p in weights:
@@ -263,12 +261,6 @@ class MixedSparsity:
         # initial random topology) is then identical across DDP replicas by construction.
         self.generator = torch.Generator(device=self.groups[0].mask.device).manual_seed(seed)
         self._initial_topology()
-
-    @property
-    def reads_dense_gradient(self):
-        """Whether a topology update reads the dense gradient: its growing criterion's answer. The FLOP
-        count charges such an update step a dense weight gradient."""
-        return self.grow.reads_dense_gradient
 
     # -- bookkeeping ---------------------------------------------------------------------
     def target_counts(self, sparsity):
@@ -352,14 +344,6 @@ class MixedSparsity:
             changed += (n_prune + n_grow) * len(g.params)
         return changed
 
-    def mask_fingerprint(self):
-        """A float64 checksum of the masks: equal across ranks iff they agree (all-reduce min and max)."""
-        total = torch.zeros((), dtype=torch.float64, device=self.groups[0].mask.device)
-        for g in self.groups:
-            weights = (torch.arange(g.mask.numel(), device=g.mask.device) % 65521 + 1).to(torch.float64)
-            total += (g.mask.view(-1).to(torch.float64) * weights).sum()
-        return total
-
     # -- checkpointing: one flat bool mask per weight, by parameter name -----------------
     def state_dict(self):
         return {"masks": {name: row.cpu() for g in self.groups for name, row in zip(g.names, g.mask)},
@@ -409,13 +393,3 @@ def optimizer_step(optimizer, parameters, sparsity=None, grad_clip=0.0):
     optimizer.zero_grad(set_to_none=True)
     if sparsity is not None:
         sparsity.apply_to_weights()
-
-
-@torch.no_grad()
-def apply_masks(model, masks):
-    """Zero the weights a checkpoint's masks ({name: flat bool mask}) say are dead."""
-    params = dict(model.named_parameters())
-    for name, mask in masks.items():
-        if name not in params or params[name].numel() != mask.numel():
-            raise ValueError(f"the sparsity mask of {name} does not fit the model")
-        params[name].mul_(mask.view_as(params[name]).to(params[name].device))

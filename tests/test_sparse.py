@@ -13,8 +13,9 @@ import torch
 from configurator import load_config, settings_block
 from flops import attention_training_flops, linear_training_flops, training_flops_per_token
 from model import GPT, GPTConfig
-from sparse import (EMBEDDING, GROW_CRITERIA, MixedSparsity, SparsitySchedule, apply_masks, optimizer_groups,
-                    optimizer_step, set_density_scaled_rates, sparse_parameters, spread_density)
+from runtime import apply_masks
+from sparse import (EMBEDDING, GROW_CRITERIA, MixedSparsity, SparsitySchedule, optimizer_groups, optimizer_step,
+                    set_density_scaled_rates, sparse_parameters, spread_density)
 
 
 # -- Erdős–Rényi --------------------------------------------------------------------------
