@@ -362,8 +362,10 @@ def rate_rules(metric):
 
 def header_settings(run):
     """A run's settings from its (latest) header; a header from before a setting existed ran it at its
-    default: today's, from train.py's source."""
-    return {**TRAIN_DEFAULTS, **run["header"]["run"]}
+    default: today's, from train.py's source. A recorded key that is no setting today names no family
+    (headers of December 2026 recorded EMBEDDING, a constant train.py imports)."""
+    recorded = {k: v for k, v in run["header"]["run"].items() if k in TRAIN_DEFAULTS}
+    return {**TRAIN_DEFAULTS, **recorded}
 
 
 def shape_text(settings):

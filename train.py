@@ -113,8 +113,8 @@ device = "cuda" if torch.cuda.is_available() else "cpu"  # 'cpu', 'cuda' or 'cud
 dtype = "bfloat16" if torch.cuda.is_bf16_supported() else "float32"  # 'bfloat16' (autocast) or 'float32'
 compile = torch.cuda.is_available()  # torch.compile the model (on CUDA)
 # -----------------------------------------------------------------------------
-config_keys = [k for k, v in globals().items()
-               if not k.startswith("_") and isinstance(v, (int, float, bool, str, tuple))]
+config_keys = [k for k, v in globals().items()  # upper case: imported constants (EMBEDDING), not settings
+               if not k.startswith("_") and not k.isupper() and isinstance(v, (int, float, bool, str, tuple))]
 defaults = {k: globals()[k] for k in config_keys}
 
 # -- configuration: defaults, then config files and overrides; a resumed run's own settings between

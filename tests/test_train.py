@@ -209,6 +209,7 @@ def test_non_finite_loss_stops_and_keeps_checkpoint(workdir, monkeypatch):
 
 @pytest.mark.parametrize("overrides, message", [
     (["--lerning_rate=1e-3"], "unknown config key 'lerning_rate' (did you mean 'learning_rate'?)"),
+    (["--EMBEDDING=lm_head.weight"], "unknown config key 'EMBEDDING'"),  # a constant train.py imports
     (["--max_iters=ten"], "'max_iters' must be int"),
     (["--peak_sparsity=1.0"], "peak_sparsity=1.0 must lie in [0, 1)"),
     (["--ultra_end=0.2"], "phase boundaries are fractions of max_iters and must satisfy"),
