@@ -78,6 +78,17 @@ def warmup_warnings(c):
             "shorten it too)"]
 
 
+def short_ramp_warnings(schedule):
+    """What to say of each ramp of an MST schedule that moves the sparsity with fewer than two topology
+    updates inside it: only at an update do the masks follow the target, so such a ramp is a jump."""
+    s = schedule
+    ramps = {"sparsify": (s.bounds[0], s.bounds[1] - 1, s.initial_sparsity),
+             "restoration": (s.bounds[2], s.last_update, s.final_sparsity)}
+    updates = {name: sum(s.is_update_step(t) for t in range(first, last + 1))
+               for name, (first, last, other) in ramps.items() if other != s.peak_sparsity}
+    return [f"{n} topology update(s) in the {name} ramp (update_interval={s.update_interval}): "
+            "the sparsity jumps" for name, n in updates.items() if n < 2]
+
 def lr_decay_start_step(c):
     hold = round(c["lr_decay_start"] * c["max_iters"])
     return min(hold, c["max_iters"] - 1) if c["lr_decay_start"] < 1 else hold

@@ -246,11 +246,22 @@ class StepAttention(NamedTuple):
                                       else f"/{self.window}")
 
 
+def hsa_window_growth(schedule, step):
+    """None where `step` uses dense attention (the schedule's hsa_phases). In them, how far the sparse
+    pattern's window has grown from attn_window toward the whole sequence: 0 as configured, and with
+    hsa_window_follows_sparsity, 1 - target/peak, so it opens as the weights regrow."""
+    if schedule.phase(step) not in schedule.hsa_phases:
+        return None
+    if not schedule.hsa_window_follows_sparsity:
+        return 0.0
+    peak = schedule.peak_sparsity
+    return 1.0 - schedule.target_sparsity(step) / peak if peak > 0 else 1.0
+
 def training_attention(model, schedule, step, device=None):
     """The one place that decides the attention train.py uses at `step`, for the step, its log and
     its FLOP count. A dense run passes schedule=None. Without a device the pattern is not built."""
     T = model.config.block_size
-    growth = schedule.hsa_window_growth(step) if schedule is not None else None
+    growth = hsa_window_growth(schedule, step) if schedule is not None else None
     if growth is not None:
         mode, window = model.config.hsa_mode, model.hsa_window(T, growth)
         if not keeps_every_pair(mode, T, window):

@@ -49,8 +49,9 @@ class SparsitySchedule:
     update_interval: int = 100  # ΔT, in steps
     drop_fraction: float = 0.0
     drop_schedule: str = "global"  # cosine over the whole sparse run, or restarted each phase
-    # When attention is sparse (HSA) is part of the phase timetable, so it lives here; what the pattern is
-    # lies with the model (runtime.training_attention). A model without attention ignores these two.
+    # When attention is sparse (HSA) is part of the phase timetable, so it lives here; what the pattern is,
+    # and how far its window grows, lies with runtime.training_attention. A model without attention
+    # ignores these two.
     hsa_phases: tuple = ("ultra",)
     hsa_window_follows_sparsity: bool = False
 
@@ -102,16 +103,6 @@ class SparsitySchedule:
             return s_to + (s_from - s_to) * (1.0 - u ** 3)
         return s_to + (s_from - s_to) * (1.0 - u) ** 3
 
-    def short_ramps(self):
-        """What to say of each ramp that moves the sparsity with fewer than two topology updates inside
-        it: only at an update do the masks follow the target, so such a ramp is a jump."""
-        ramps = {"sparsify": (self.bounds[0], self.bounds[1] - 1, self.initial_sparsity),
-                 "restoration": (self.bounds[2], self.last_update, self.final_sparsity)}
-        updates = {name: sum(self.is_update_step(t) for t in range(first, last + 1))
-                   for name, (first, last, other) in ramps.items() if other != self.peak_sparsity}
-        return [f"{n} topology update(s) in the {name} ramp (update_interval={self.update_interval}): "
-                "the sparsity jumps" for name, n in updates.items() if n < 2]
-
     def is_update_step(self, step):
         return 0 < step <= self.last_update and (step % self.update_interval == 0 or step == self.last_update)
 
@@ -123,16 +114,6 @@ class SparsitySchedule:
         start, end = (0, self.bounds[3]) if self.drop_schedule == "global" else self._phase_span(step)
         u = (step - start) / max(end - start, 1)
         return 0.5 * self.drop_fraction * (1.0 + math.cos(math.pi * min(u, 1.0)))
-
-    def hsa_window_growth(self, step):
-        """None where `step` uses dense attention. In the HSA phases, how far the sparse pattern's
-        window has grown from attn_window toward the whole sequence: 0 as configured, and with
-        hsa_window_follows_sparsity, 1 - target/peak, so it opens as the weights regrow."""
-        if self.phase(step) not in self.hsa_phases:
-            return None
-        if not self.hsa_window_follows_sparsity:
-            return 0.0
-        return 1.0 - self.target_sparsity(step) / self.peak_sparsity if self.peak_sparsity > 0 else 1.0
 
 
 def spread_density(shapes, density, distribution="erdos_renyi", counts=None):

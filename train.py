@@ -28,7 +28,7 @@ from configurator import ConfigError, load_config, settings_help
 from model import GPT, GPTConfig
 from runs import (CHANGEABLE_ON_RESUME, ETA, MetricsFile, StopSignals, check_loop_settings, check_masks_agree,
                   checkpoint_left, clock, leave, lr_hold_end, make_out_dir, refuse_to_replace, resumed_settings,
-                  start_processes, warmup_warnings)
+                  short_ramp_warnings, start_processes, warmup_warnings)
 from runtime import (autocast_for, check_tokens, data_root, draw_batches, estimate_loss, fail, first_line,
                      gpu_peak_flops, has_fp8, keep_freed_memory, pick_device, prepare_command, read_batch,
                      save_checkpoint, script, training_attention)
@@ -275,7 +275,7 @@ if master:
     for warning in warmup_warnings(config):
         print(f"warning: {warning}")
     if sparsity is not None:
-        for warning in schedule.short_ramps():
+        for warning in short_ramp_warnings(schedule):
             print(f"warning: {warning}")
         plan = flops + planned_flops(schedule, iter_num)  # a resumed run: those counted, then the rest
         print(f"planned training FLOPs: {plan:.4g} = {plan / dense_run_flops:.3f}x the dense model's, "

@@ -13,7 +13,8 @@ import torch
 from configurator import load_config, settings_block
 from flops import attention_training_flops, linear_training_flops, training_flops_per_token
 from model import GPT, GPTConfig
-from runtime import apply_masks
+from runs import short_ramp_warnings
+from runtime import apply_masks, hsa_window_growth
 from sparse import (EMBEDDING, GROW_CRITERIA, MixedSparsity, SparsitySchedule, optimizer_groups, optimizer_step,
                     set_density_scaled_rates, sparse_parameters, spread_density)
 
@@ -318,11 +319,11 @@ def test_hsa_window_growth():
     fixed = schedule(hsa_phases=("ultra", "restoration"))
     follows = schedule(hsa_phases=("ultra", "restoration"), hsa_window_follows_sparsity=True)
     for s in (fixed, follows):
-        assert s.hsa_window_growth(100) is None and s.hsa_window_growth(950) is None  # sparsify, final: dense
-        assert s.hsa_window_growth(300) == 0.0  # ultra: the pattern as configured
-    assert fixed.hsa_window_growth(800) == 0.0
-    assert follows.hsa_window_growth(800) == pytest.approx(1 - 0.5 ** 3)  # 1 - target / peak
-    growth = [follows.hsa_window_growth(t) for t in range(700, 900)]
+        assert hsa_window_growth(s, 100) is None and hsa_window_growth(s, 950) is None  # sparsify, final: dense
+        assert hsa_window_growth(s, 300) == 0.0  # ultra: the pattern as configured
+    assert hsa_window_growth(fixed, 800) == 0.0
+    assert hsa_window_growth(follows, 800) == pytest.approx(1 - 0.5 ** 3)  # 1 - target / peak
+    growth = [hsa_window_growth(follows, t) for t in range(700, 900)]
     assert growth[0] == 0.0 and all(a < b for a, b in zip(growth, growth[1:])) and growth[-1] < 1.0
 
 
@@ -450,13 +451,14 @@ def test_a_ramp_with_fewer_than_two_updates_is_named_and_the_default_job_ramps()
     short = SparsitySchedule(max_iters=240, sparsify_end=0.03, update_interval=12)
     # the ramp is steps 0-6 (round(0.03 * 240) = 7): no multiple of 12; restoration, 216-239, holds 216,
     # 228 and 239
-    assert short.short_ramps() == ["0 topology update(s) in the sparsify ramp (update_interval=12): the "
+    assert short_ramp_warnings(short) == ["0 topology update(s) in the sparsify ramp (update_interval=12): the "
                                    "sparsity jumps"]
     # sparsify 0-47 holds 12, 24 and 36; restoration, 233-239, only the last step
-    assert SparsitySchedule(max_iters=240, sparsify_end=0.2, ultra_end=0.97, update_interval=12).short_ramps() == [
+    assert short_ramp_warnings(SparsitySchedule(max_iters=240, sparsify_end=0.2, ultra_end=0.97,
+                                                update_interval=12)) == [
         "1 topology update(s) in the restoration ramp (update_interval=12): the sparsity jumps"]
-    assert SparsitySchedule(max_iters=240, sparsify_end=0.03, update_interval=12, peak_sparsity=0.0,
-                            ).short_ramps() == []  # nothing moves: no ramp to warn of
+    assert short_ramp_warnings(SparsitySchedule(max_iters=240, sparsify_end=0.03, update_interval=12,
+                                                peak_sparsity=0.0)) == []  # nothing moves: no ramp to warn of
 
     defaults = settings_block(os.path.join(REPO, "train.py"))
     job = {**defaults, **load_config(defaults, [os.path.join(REPO, "config", "mst_tiny.py")])}
@@ -467,4 +469,4 @@ def test_a_ramp_with_fewer_than_two_updates_is_named_and_the_default_job_ramps()
     for name, ramp in ramps.items():
         updates = [t for t in ramp if t > 0 and (t % every == 0 or t == steps - 1)]
         assert len(updates) >= 3, (name, updates)
-    assert schedule.short_ramps() == []
+    assert short_ramp_warnings(schedule) == []
