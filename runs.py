@@ -89,6 +89,7 @@ def short_ramp_warnings(schedule):
     return [f"{n} topology update(s) in the {name} ramp (update_interval={s.update_interval}): "
             "the sparsity jumps" for name, n in updates.items() if n < 2]
 
+
 def lr_decay_start_step(c):
     hold = round(c["lr_decay_start"] * c["max_iters"])
     return min(hold, c["max_iters"] - 1) if c["lr_decay_start"] < 1 else hold

@@ -257,6 +257,7 @@ def hsa_window_growth(schedule, step):
     peak = schedule.peak_sparsity
     return 1.0 - schedule.target_sparsity(step) / peak if peak > 0 else 1.0
 
+
 def training_attention(model, schedule, step, device=None):
     """The one place that decides the attention train.py uses at `step`, for the step, its log and
     its FLOP count. A dense run passes schedule=None. Without a device the pattern is not built."""

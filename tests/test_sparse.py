@@ -451,8 +451,8 @@ def test_a_ramp_with_fewer_than_two_updates_is_named_and_the_default_job_ramps()
     short = SparsitySchedule(max_iters=240, sparsify_end=0.03, update_interval=12)
     # the ramp is steps 0-6 (round(0.03 * 240) = 7): no multiple of 12; restoration, 216-239, holds 216,
     # 228 and 239
-    assert short_ramp_warnings(short) == ["0 topology update(s) in the sparsify ramp (update_interval=12): the "
-                                   "sparsity jumps"]
+    assert short_ramp_warnings(short) == ["0 topology update(s) in the sparsify ramp (update_interval=12): "
+                                          "the sparsity jumps"]
     # sparsify 0-47 holds 12, 24 and 36; restoration, 233-239, only the last step
     assert short_ramp_warnings(SparsitySchedule(max_iters=240, sparsify_end=0.2, ultra_end=0.97,
                                                 update_interval=12)) == [
