@@ -32,4 +32,5 @@ python ../../plot.py rates 0078x_b8/mst_192_dlr_warm_drop03_restore07_lr*.jsonl 
 # pools of it (prepare.py pool), each at its best rate on the best evaluated val loss:
 python ../../plot.py epochs --out epochs.png --table epochs.md \
  --budget 0.078x 0078x/dense_12x128_*.jsonl 0078x/mst_192_lr*.jsonl 0078x/mst_192_*restore07*.jsonl pool*_0078x/*.jsonl \
+ --budget 0.30x 030x/dense_12x352_*.jsonl 030x/mst_448_lr*.jsonl 030x/mst_448_*restore07*.jsonl pool*_030x/*.jsonl \
  --title "docmix and its pools, 2500 steps of 32 x 1024 tokens; min_lr = rate / 10"
