@@ -1,6 +1,6 @@
 #!/bin/bash
 # Writes rates.md, rates.png, rates_b8.md, levers.md, isoflop.png, frontier.png, cliff.md, cliff.png,
-# cliff_b8.md, cliff_b8.png, epochs.md and epochs.png from the metrics files committed here:
+# cliff_b8.md, cliff_b8.png, epochs.md, epochs.png and paper.md from the metrics files committed here:
 #   bash results/docmix/plots.sh
 cd "$(dirname "$0")"
 python ../../plot.py rates 0078x/*.jsonl 030x/*.jsonl --out rates.png --table rates.md --reference-flops 6.538e16 \
@@ -34,3 +34,6 @@ python ../../plot.py epochs --out epochs.png --table epochs.md \
  --budget 0.078x 0078x/dense_12x128_*.jsonl 0078x/mst_192_lr*.jsonl 0078x/mst_192_*restore07*.jsonl pool*_0078x/*.jsonl \
  --budget 0.30x 030x/dense_12x352_*.jsonl 030x/mst_448_lr*.jsonl 030x/mst_448_*restore07*.jsonl pool*_030x/*.jsonl \
  --title "docmix and its pools, 2500 steps of 32 x 1024 tokens; min_lr = rate / 10"
+# The paper's own comparison in its own regime: GPT-2 124M (12 x 768) dense against MST on the paper's schedule
+# and with the levers, same 2500 steps, on the 2.5M pool (about 33 epochs), on the best val loss:
+python ../../plot.py rates pool2.5M_124m/*.jsonl --metric best --table paper.md --reference-flops 6.538e16
