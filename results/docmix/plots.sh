@@ -1,6 +1,6 @@
 #!/bin/bash
 # Writes rates.md, rates.png, rates_b8.md, levers.md, isoflop.png, frontier.png, cliff.md, cliff.png,
-# cliff_b8.md, cliff_b8.png, epochs.md, epochs.png and paper.md from the metrics files committed here:
+# cliff_b8.md, cliff_b8.png, epochs.md, epochs.png, paper.md and paper/ from the metrics files committed here:
 #   bash results/docmix/plots.sh
 cd "$(dirname "$0")"
 python ../../plot.py rates 0078x/*.jsonl 030x/*.jsonl --out rates.png --table rates.md --reference-flops 6.538e16 \
@@ -37,3 +37,8 @@ python ../../plot.py epochs --out epochs.png --table epochs.md \
 # The paper's own comparison in its own regime: GPT-2 124M (12 x 768) dense against MST on the paper's schedule
 # and with the levers, same 2500 steps, on the 2.5M pool (about 33 epochs), on the best val loss:
 python ../../plot.py rates pool2.5M_124m/*.jsonl --metric best --table paper.md --reference-flops 6.538e16
+# The three 124M runs' val loss by step and by FLOPs, and MST's sparsity, in paper/:
+python ../../plot.py curves "dense 124M=pool2.5M_124m/dense_12x768_drop0.1_lr6e-4_s1337.jsonl" \
+ "MST 124M, the paper's schedule=pool2.5M_124m/mst_768_paper_drop0.1_lr6e-4_s1337.jsonl" \
+ "MST 124M, the levers=pool2.5M_124m/mst_768_levers_paperends_drop0.1_lr6e-4_s1337.jsonl" --out paper \
+ --title "GPT-2 124M on docmix_pool2.5M (about 33 epochs), dropout 0.1, peak rate 6e-4" > /dev/null
