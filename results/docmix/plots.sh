@@ -37,8 +37,9 @@ python ../../plot.py epochs --out epochs.png --table epochs.md \
 # The paper's own comparison in its own regime: GPT-2 124M (12 x 768) dense against MST on the paper's schedule
 # and with the levers, same 2500 steps, on the 2.5M pool (about 33 epochs), on the best val loss:
 python ../../plot.py rates pool2.5M_124m/*.jsonl --metric best --table paper.md --reference-flops 6.538e16
-# The three 124M runs' val loss by step and by FLOPs, and MST's sparsity, in paper/:
-python ../../plot.py curves "dense 124M=pool2.5M_124m/dense_12x768_drop0.1_lr6e-4_s1337.jsonl" \
- "MST 124M, the paper's schedule=pool2.5M_124m/mst_768_paper_drop0.1_lr6e-4_s1337.jsonl" \
- "MST 124M, the levers=pool2.5M_124m/mst_768_levers_paperends_drop0.1_lr6e-4_s1337.jsonl" --out paper \
- --title "GPT-2 124M on docmix_pool2.5M (about 33 epochs), dropout 0.1, peak rate 6e-4" > /dev/null
+# The 124M runs' val loss by step and by FLOPs, and MST's sparsity, in paper/ (dense at its best rate so far):
+python ../../plot.py curves "dense 124M, 2e-4=pool2.5M_124m/dense_12x768_drop0.1_lr2e-4_s1337.jsonl" \
+ "dense 124M, 722 steps (0.29x), 6e-4=pool2.5M_124m/dense_12x768_722steps_drop0.1_lr6e-4_s1337.jsonl" \
+ "MST 124M, the paper's schedule, 6e-4=pool2.5M_124m/mst_768_paper_drop0.1_lr6e-4_s1337.jsonl" \
+ "MST 124M, the levers, 6e-4=pool2.5M_124m/mst_768_levers_paperends_drop0.1_lr6e-4_s1337.jsonl" --out paper \
+ --title "GPT-2 124M on docmix_pool2.5M (about 33 epochs), dropout 0.1" > /dev/null
