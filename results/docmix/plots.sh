@@ -34,8 +34,9 @@ python ../../plot.py epochs --out epochs.png --table epochs.md \
  --budget 0.078x 0078x/dense_12x128_*.jsonl 0078x/mst_192_lr*.jsonl 0078x/mst_192_*restore07*.jsonl pool*_0078x/*.jsonl \
  --budget 0.30x 030x/dense_12x352_*.jsonl 030x/mst_448_lr*.jsonl 030x/mst_448_*restore07*.jsonl pool*_030x/*.jsonl \
  --title "docmix and its pools, 2500 steps of 32 x 1024 tokens; min_lr = rate / 10"
-# The paper's own comparison in its own regime: GPT-2 124M (12 x 768) dense against MST on the paper's schedule
-# and with the levers, same 2500 steps, on the 2.5M pool (about 33 epochs), on the best val loss:
+# The paper's own comparison in its own regime: GPT-2 124M (12 x 768) dense (for the same 2500 steps, and for
+# 722 steps at MST's FLOPs) against MST on the paper's schedule and with the levers, on the 2.5M pool (about 33
+# epochs), on the best val loss:
 python ../../plot.py rates pool2.5M_124m/*.jsonl --metric best --table paper.md --reference-flops 6.538e16
 # The 124M runs' val loss by step and by FLOPs, and MST's sparsity, in paper/ (dense at its best rate so far):
 python ../../plot.py curves "dense 124M, 2e-4=pool2.5M_124m/dense_12x768_drop0.1_lr2e-4_s1337.jsonl" \
