@@ -40,7 +40,7 @@ python ../../plot.py epochs --out epochs.png --table epochs.md \
 python ../../plot.py rates pool2.5M_124m/*.jsonl --metric best --table paper.md --reference-flops 6.538e16
 # The 124M runs' val loss by step and by FLOPs, and MST's sparsity, in paper/ (each family at its best rate so far):
 python ../../plot.py curves "dense 124M, 1.4e-4=pool2.5M_124m/dense_12x768_drop0.1_lr1.4e-4_s1337.jsonl" \
- "dense 124M, 722 steps (0.29x), 6e-4=pool2.5M_124m/dense_12x768_722steps_drop0.1_lr6e-4_s1337.jsonl" \
+ "dense 124M, 722 steps (0.29x), 4.2e-4=pool2.5M_124m/dense_12x768_722steps_drop0.1_lr4.2e-4_s1337.jsonl" \
  "MST 124M, the paper's schedule, 8.5e-4=pool2.5M_124m/mst_768_paper_drop0.1_lr8.5e-4_s1337.jsonl" \
  "MST 124M, the levers, 6e-4=pool2.5M_124m/mst_768_levers_paperends_drop0.1_lr6e-4_s1337.jsonl" --out paper \
  --title "GPT-2 124M on docmix_pool2.5M (about 33 epochs), dropout 0.1" > /dev/null
