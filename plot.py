@@ -651,6 +651,17 @@ def epoch_budgets(given):
     return panels
 
 
+def best_rate_text(family):
+    """A family's best rate as a label. Unbracketed, it says which way the sweep has to go on: ≤ where the best is
+    the lowest rate the family ran, ≥ where it is the highest, "only" where it ran one rate."""
+    rate, rates = family["best"], list(family["means"])  # rates ascend
+    if family["bracketed"]:
+        return rate_text(rate)
+    if len(rates) == 1:
+        return f"{rate_text(rate)} only"
+    return ("≤" if rate == rates[0] else "≥") + rate_text(rate)
+
+
 def plot_epochs(panels, path, title):
     fig, axes = panel_grid(len(panels), 9, 5.5, 1.5)
     labels = {}
@@ -670,13 +681,13 @@ def plot_epochs(panels, path, title):
                 if len(seeds) > 1:
                     ax.scatter([f["epochs"]] * len(seeds), [p["best_loss"] for p in seeds], color=color, s=14,
                                alpha=0.6)
-                labels[ax].append((f["epochs"], f["means"][f["best"]],
-                                   rate_text(f["best"]) + ("" if f["bracketed"] else " (not bracketed)"), color))
+                labels[ax].append((f["epochs"], f["means"][f["best"]], best_rate_text(f), color))
         log_x(ax)
         dress(ax, "epochs over the training pool (log scale)", "best validation loss (nats/token)",
               f"{name} ({pools[0]['flops']:.3e} counted FLOPs)", margins=(0.12, 0.1), **under_axes(ax))
-    fig.suptitle("best val loss by epochs at equal FLOPs: each family at its best peak rate (labelled), lines "
-                 "through the mean over seeds (dots)" + (f"\n{title}" if title else ""))
+    fig.suptitle("best val loss by epochs at equal FLOPs: each family at its best peak rate (labelled; ≤ or ≥: the "
+                 "lowest or highest rate it ran, not bracketed), lines through the mean over seeds (dots)"
+                 + (f"\n{title}" if title else ""))
     save(fig, path, labels, tight=True)
 
 
