@@ -53,6 +53,7 @@ import json
 import math
 import os
 import sys
+import textwrap
 from collections import Counter
 
 from configurator import settings_block
@@ -175,6 +176,11 @@ def save(fig, path, labels=None, tight=False):
     plt.close(fig)
 
 
+def legend_text(name):
+    """A legend entry, wrapped: the legends of panels side by side stay apart however long a family's name."""
+    return textwrap.fill(name, 72, subsequent_indent="    ")
+
+
 def dress(ax, xlabel, ylabel, title, margins=(0.05, 0.06), legend="upper right", **legend_anchor):
     """An axis's labels, grid, margins (room for point labels) and legend."""
     ax.set_xlabel(xlabel)
@@ -182,7 +188,8 @@ def dress(ax, xlabel, ylabel, title, margins=(0.05, 0.06), legend="upper right",
     ax.set_title(title)
     ax.grid(True, alpha=0.3)
     ax.margins(*margins)
-    ax.legend(loc=legend, fontsize=9, **legend_anchor)
+    handles, names = ax.get_legend_handles_labels()
+    ax.legend(handles, [legend_text(n) for n in names], loc=legend, fontsize=9, **legend_anchor)
 
 
 def finish(fig, ax, path, xlabel, ylabel, title, margins=(0.05, 0.06), legend="upper right", labels=()):
@@ -508,11 +515,14 @@ def under_axes(ax):
     return {"legend": "upper center", "bbox_to_anchor": (0.5, 0), "bbox_transform": below}
 
 
-def panel_grid(count, width, height, extra_height):
+def panel_grid(count, width, height, extra_height, legends=()):
     """A figure of `count` panels, two a row, each width x height inches (plus extra_height for the titles):
-    the figure and its panels' axes, in reading order."""
+    the figure and its panels' axes, in reading order. legends: each panel's legend entries, drawn under its
+    axes: a row grows by the tallest, so that the axes keep their height."""
     columns = min(count, 2)
     rows = -(-count // columns)
+    legend_lines = max((sum(legend_text(n).count("\n") + 1 for n in names) for names in legends), default=0)
+    height += 0.19 * legend_lines  # a line of 9 points with the legend's spacing, in inches
     fig, axes = plt.subplots(rows, columns, figsize=(width * columns, extra_height + height * rows), squeeze=False)
     for ax in axes.flat[count:]:
         ax.set_visible(False)
@@ -521,13 +531,16 @@ def panel_grid(count, width, height, extra_height):
 
 def plot_rates(budgets, path, title, metric="final"):
     key, words, axis = METRICS[metric]
-    fig, axes = panel_grid(len(budgets), 10, 5, 1)
+    def entry(f):
+        return (f"{f['name']}: {f['means'][f['best']]:.3f} at {rate_text(f['best'])}"
+                + ("" if f["bracketed"] else ", NOT BRACKETED"))
+
+    fig, axes = panel_grid(len(budgets), 10, 5, 1, [[entry(f) for f in b["families"]] for b in budgets])
     for ax, budget in zip(axes, budgets):
         for i, f in enumerate(budget["families"]):
             color, best = plt.cm.tab10(i % 10), f["best"]
             ax.plot(list(f["means"]), list(f["means"].values()), color=color, marker=MARKERS[i % len(MARKERS)],
-                    markersize=6, linewidth=1.6, label=f"{f['name']}: {f['means'][best]:.3f} at {rate_text(best)}"
-                    + ("" if f["bracketed"] else ", NOT BRACKETED"))
+                    markersize=6, linewidth=1.6, label=entry(f))
             for rate, seeds in f["points"].items():
                 ax.scatter([rate] * len(seeds), [p[key] for p in seeds.values()], color=color, s=12, alpha=0.35)
             ax.scatter([best], [f["means"][best]], s=160, facecolors="none", edgecolors=color, linewidths=1.4)
@@ -663,7 +676,9 @@ def best_rate_text(family):
 
 
 def plot_epochs(panels, path, title):
-    fig, axes = panel_grid(len(panels), 9, 5.5, 1.5)
+    fig, axes = panel_grid(len(panels), 9, 5.5, 1.5,
+                           [list({f["key"]: f["name"] for b in pools for f in b["families"]}.values())
+                            for _, pools in panels])
     labels = {}
     for ax, (name, pools) in zip(axes, panels):
         lines = {}  # {family key: (name, [the family at each pool])}, in the order of the largest pool's ranking

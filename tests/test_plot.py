@@ -578,6 +578,25 @@ def test_rates_labels_of_points_past_the_axis_at_one_rate_do_not_overlap(tmp_pat
     plot.plt.close(fig)
 
 
+def test_legends_of_long_names_keep_apart_and_leave_the_axes_their_height(tmp_path, monkeypatch):
+    """Family names of some 200 characters under two panels side by side: the legends wrap instead of running
+    into each other, and the figure grows under them, so that each axes keeps most of the 5 inches it is given."""
+    budgets = [dict(budget, title=f"budget {i}") for i, budget in
+               enumerate(plot.sweep([plot.load_run(path) for path in write_sweep(tmp_path)]))]
+    for budget in budgets:
+        for f in budget["families"]:
+            f["name"] += ", " + ", ".join(f"lever_number_{k}=True" for k in range(8))
+    figures = []
+    monkeypatch.setattr(plot.plt, "close", figures.append)
+    plot.plot_rates(budgets, str(tmp_path / "rates.png"), "")
+    [fig] = figures
+    renderer = fig.canvas.get_renderer()
+    left, right = (ax.get_legend().get_window_extent(renderer) for ax in fig.axes)
+    assert left.x1 < right.x0
+    assert all(ax.get_position().height * fig.get_figheight() > 4 for ax in fig.axes)
+    plot.plt.close(fig)
+
+
 # -----------------------------------------------------------------------------
 # epochs: rate sweeps of one budget on pools of training data of several sizes
 
