@@ -531,6 +531,7 @@ def panel_grid(count, width, height, extra_height, legends=()):
 
 def plot_rates(budgets, path, title, metric="final"):
     key, words, axis = METRICS[metric]
+
     def entry(f):
         return (f"{f['name']}: {f['means'][f['best']]:.3f} at {rate_text(f['best'])}"
                 + ("" if f["bracketed"] else ", NOT BRACKETED"))
@@ -676,15 +677,15 @@ def best_rate_text(family):
 
 
 def plot_epochs(panels, path, title):
-    fig, axes = panel_grid(len(panels), 9, 5.5, 1.5,
-                           [list({f["key"]: f["name"] for b in pools for f in b["families"]}.values())
-                            for _, pools in panels])
-    labels = {}
-    for ax, (name, pools) in zip(axes, panels):
-        lines = {}  # {family key: (name, [the family at each pool])}, in the order of the largest pool's ranking
+    panel_lines = []  # a panel's {family key: (name, [the family at each pool])}, in the largest pool's ranking
+    for _, pools in panels:
+        panel_lines.append({})
         for budget in pools:
             for f in budget["families"]:
-                lines.setdefault(f["key"], (f["name"], []))[1].append(f)
+                panel_lines[-1].setdefault(f["key"], (f["name"], []))[1].append(f)
+    fig, axes = panel_grid(len(panels), 9, 5.5, 1.5, [[name for name, _ in lines.values()] for lines in panel_lines])
+    labels = {}
+    for ax, (name, pools), lines in zip(axes, panels, panel_lines):
         labels[ax] = []
         for i, (family, points) in enumerate(lines.values()):
             color = plt.cm.tab10(i % 10)
