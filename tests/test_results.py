@@ -66,8 +66,8 @@ def test_the_tables_are_what_plots_sh_writes(tmp_path):
         assert result.returncode == 0, result.stderr
         assert (tmp_path / table).read_text() == open(os.path.join(docmix, table)).read(), table
         tables.append(table)
-    assert tables == ["rates.md", "rates_b8.md", "levers.md", "cliff.md", "cliff_b8.md", "epochs.md",
-                      "paper.md"]
+    assert tables == ["rates.md", "rates_b8.md", "levers.md", "cliff.md", "cliff_b8.md", "cliff_pool10M.md",
+                      "epochs.md", "paper.md"]
     readme = open(os.path.join(REPO, "README.md")).read()
     cited = re.findall(r"\(results/docmix/(\w+\.md)\)", readme)
     assert {"rates.md", "rates_b8.md", "epochs.md", "paper.md"} <= set(cited) <= set(tables) | {"README.md"}, cited

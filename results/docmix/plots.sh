@@ -1,6 +1,7 @@
 #!/bin/bash
 # Writes rates.md, rates.png, rates_b8.md, levers.md, isoflop.png, frontier.png, cliff.md, cliff.png,
-# cliff_b8.md, cliff_b8.png, epochs.md, epochs.png, paper.md and paper/ from the metrics files committed here:
+# cliff_b8.md, cliff_b8.png, cliff_pool10M.md, cliff_pool10M.png, epochs.md, epochs.png, paper.md and
+# paper/ from the metrics files committed here:
 #   bash results/docmix/plots.sh
 cd "$(dirname "$0")"
 python ../../plot.py rates 0078x/*.jsonl 030x/*.jsonl --out rates.png --table rates.md --reference-flops 6.538e16 \
@@ -28,6 +29,10 @@ python ../../plot.py rates 0078x/mst_192_dlr_warm_drop03_restore07_lr*.jsonl cli
  --table cliff.md --reference-flops 6.538e16 --title "docmix, 32 x 1024 tokens a step; min_lr = rate / 10"
 python ../../plot.py rates 0078x_b8/mst_192_dlr_warm_drop03_restore07_lr*.jsonl cliff_0078x_b8/*.jsonl --out cliff_b8.png \
  --table cliff_b8.md --reference-flops 1.6345e16 --title "docmix, 8 x 1024 tokens a step; min_lr = rate / 10"
+# and on the 10M pool (about 8 epochs), beside dense 12 x 128, power 1 against power 0.5 (the config's now):
+python ../../plot.py rates pool10M_0078x/dense_12x128_lr*.jsonl pool10M_0078x/mst_192_dlr*_restore07_lr*.jsonl \
+ --out cliff_pool10M.png --table cliff_pool10M.md --reference-flops 6.538e16 \
+ --title "docmix_pool10M (about 8 epochs), 32 x 1024 tokens a step; min_lr = rate / 10"
 # Data repetition at equal FLOPs: the families on the whole of docmix (40.5M tokens, about 2 epochs) and on
 # pools of it (prepare.py pool), each at its best rate on the best evaluated val loss:
 python ../../plot.py epochs --out epochs.png --table epochs.md \
