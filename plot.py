@@ -40,7 +40,8 @@ given: the loss against peak rate, one line a family, one panel a budget.
 epochs: rate sweeps at one budget on training pools of several sizes (datasets), as rates ranks them on the
 best val loss. A pool's epochs are max_iters x tokens_per_iter / train_tokens, from each run's header. Per
 --budget, pool and family, the table gives its best rate, its seeds' best and final val losses there, the
-rate the final val loss would pick, the epochs and how far it is behind the pool's best family. Draws --out
+rate the final val loss would pick, the epochs, how far it is behind the pool's best family, and its train
+loss at the best evaluations with the val - train gap (fit against memorisation). Draws --out
 (a .png, or a folder for epochs.png), if given: the mean best val loss at the best rate against epochs, a line
 a family through the pools, a panel a --budget.
 
@@ -383,8 +384,8 @@ def shape_text(settings):
 
 def sweep_point(run):
     """A run's place in a rate sweep, from its (latest) header: the settings that make its family, its pool,
-    peak rate and seed, its final val loss, its best (lowest evaluated) one and that evaluation's step, its
-    counted FLOPs and the epochs it trained over its pool."""
+    peak rate and seed, its final val loss, its best (lowest evaluated) one with that evaluation's step and
+    train loss, its counted FLOPs and the epochs it trained over its pool."""
     if run["header"] is None:
         fail(f"{run['path']} has no header record, so its rate, seed and family are unknown")
     settings = header_settings(run)
@@ -407,7 +408,8 @@ def sweep_point(run):
             "train_tokens": header["train_tokens"],
             "epochs": settings["max_iters"] * header["tokens_per_iter"] / header["train_tokens"],
             "rate": settings["learning_rate"], "seed": settings["seed"], "val_loss": last["val_loss"],
-            "best_loss": best["val_loss"], "best_step": best["step"], "flops": last["flops"]}
+            "best_loss": best["val_loss"], "best_step": best["step"], "best_train_loss": best["train_loss"],
+            "flops": last["flops"]}
 
 
 def ranking(points, key):
@@ -709,13 +711,15 @@ def plot_epochs(panels, path, title):
 
 def epochs_table(panels):
     rows = [["budget", "pool", "family", "epochs", "best rate", "bracketed", "best val loss by seed (step)", "mean",
-             "final val loss by seed", "mean", "best rate by final", "vs best family"]]
+             "final val loss by seed", "mean", "best rate by final", "vs best family", "train loss at best",
+             "val - train"]]
     for name, pools in panels:
         for budget in pools:
             top = budget["families"][0]
             for f in budget["families"]:
                 seeds, mean = f["points"][f["best"]], f["means"][f["best"]]
                 finals = [p["val_loss"] for p in seeds.values()]
+                train = sum(p["best_train_loss"] for p in seeds.values()) / len(seeds)
                 by_final = ("same" if f["by_final"] == f["best"] else
                             f"**{rate_text(f['by_final'])}**: {f['final_ranked'][f['by_final']]:.3f}")
                 rows.append([name, pool_text(budget), f["name"], f"{f['epochs']:.1f}", rate_text(f["best"]),
@@ -723,7 +727,8 @@ def epochs_table(panels):
                              ", ".join(f"{seed}: {p['best_loss']:.3f} ({p['best_step']})" for seed, p in seeds.items()),
                              f"{mean:.3f}", ", ".join(f"{seed}: {p['val_loss']:.3f}" for seed, p in seeds.items()),
                              f"{sum(finals) / len(finals):.3f}", by_final,
-                             "best" if f is top else f"{mean - top['means'][top['best']]:+.3f}"])
+                             "best" if f is top else f"{mean - top['means'][top['best']]:+.3f}",
+                             f"{train:.3f}", f"{mean - train:+.3f}"])
     return rows
 
 
@@ -734,7 +739,10 @@ def epochs_notes(panels):
             "seeds run at the best rate. Final val loss: the same runs' last evaluation. Best rate by final: the rate "
             "that the final val loss ranks lowest the same way, with that loss, where it is another. Bracketed: a "
             "lower and a higher rate ran too. Vs best family: on the mean best val loss, against the best family "
-            "of the same budget and pool. Epochs: max_iters x tokens a step / the pool's training tokens.\n\n"
+            "of the same budget and pool. Epochs: max_iters x tokens a step / the pool's training tokens. Train "
+            "loss at best: the loss on the training pool (train.py's estimate, dropout off) at each best evaluation, "
+            "mean over seeds; val - train: the mean best val loss less it, the part of the fit that does not carry "
+            "to held-out text.\n\n"
             + ("Ranked on the final val loss instead, every family keeps its best rate at every pool." if not moved
                else f"Ranked on the final val loss instead, {moved} of {len(families)} rows pick another rate."))
 

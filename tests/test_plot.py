@@ -23,9 +23,10 @@ def mst_phase(step):
 
 def write_run(path, mst, max_iters=100, eval_interval=25, log_interval=10, header=True, params=1000,
               tokens_per_iter=8192, train_tokens=500_000, loss_offset=None, settings=None, flops_per_step=3e12,
-              val_losses=None):
+              val_losses=None, train_losses=None):
     """train.py's record order: the header, then the eval of step s (before training it), then the log record
-    after step s. The val loss of step s is 10 / (1 + s / 10) + loss_offset, or the evaluations' val_losses."""
+    after step s. The val loss of step s is 10 / (1 + s / 10) + loss_offset, or the evaluations' val_losses;
+    the train loss 0.1 below it, or the evaluations' train_losses."""
     header = {"run": {"max_iters": max_iters, "n_layer": 2, "n_embd": 64, "dataset": "synthetic", "mst": mst,
                       **(settings or {})},
               "params": params, "tokens_per_iter": tokens_per_iter, "train_tokens": train_tokens,
@@ -33,14 +34,15 @@ def write_run(path, mst, max_iters=100, eval_interval=25, log_interval=10, heade
     if loss_offset is None:
         loss_offset = 0.4321 if mst else 0.1234
     records, flops, flops_dense = [header] if header else [], 0.0, 0.0
-    given = iter(val_losses or ())
+    given, given_train = iter(val_losses or ()), iter(train_losses or ())
     for step in range(max_iters + 1):
         phase = mst_phase(step) if mst else "dense"
         attn_mode, attn_window = ("blocksparse", 64) if phase == "ultra" else ("dense", 256)
         target = {"sparsify": 0.9 * step / 20, "ultra": 0.9, "restoration": 0.9 * (100 - step) / 20}.get(phase, 0.0)
         if step % eval_interval == 0 or step == max_iters:
             val_loss = next(given) if val_losses else 10.0 / (1 + step / 10) + loss_offset
-            records.append({"step": step, "train_loss": val_loss - 0.1, "val_loss": val_loss, "phase": phase,
+            train_loss = next(given_train) if train_losses else val_loss - 0.1
+            records.append({"step": step, "train_loss": train_loss, "val_loss": val_loss, "phase": phase,
                             "attn_mode": attn_mode, "attn_window": attn_window, "flops": flops,
                             "flops_dense": flops_dense})
         if step == max_iters:
@@ -609,6 +611,19 @@ def evals(best, final):
 
 
 DROPOUT = dict(DENSE_2x64, dropout=0.1)
+FIT_GAP = {"dense": 0.1, "dropout": 0.05, "MST": 0.2}  # val - train loss a family shows, until it overfits
+
+
+def fit_gap(family):
+    return FIT_GAP["MST" if family["mst"] else "dropout" if family.get("dropout") else "dense"]
+
+
+def train_losses(family, best, final):
+    """Train losses at evals(best, final)'s steps: fit_gap below val, and still falling where val turns up."""
+    losses = [v - fit_gap(family) for v in evals(best, final)]
+    if final > best:
+        losses[-1] = losses[-2] - 0.5
+    return losses
 POOLS = {"docmix": 409_600, "docmix_pool0.1M": 102_400}  # dataset: training tokens; 100 steps of 8192 tokens
 POOL_SWEEP = [  # (family, pool, rate, seed, best val loss, final val loss)
     (DENSE_2x64, "docmix", 1e-3, 1337, 2.60, 2.60), (DENSE_2x64, "docmix", 2e-3, 1337, 2.50, 2.50),
@@ -638,6 +653,7 @@ def write_pool_sweep(folder, sweep=POOL_SWEEP, max_iters=100):
     for i, (family, pool, rate, seed, best, last) in enumerate(sweep):
         path = str(folder / f"run{i}.jsonl")
         write_run(path, mst=False, max_iters=max_iters, train_tokens=POOLS[pool], val_losses=evals(best, last),
+                  train_losses=train_losses(family, best, last),
                   flops_per_step=3e12 * (0.99 if family["mst"] else 1.0),
                   settings=dict(family, dataset=pool, learning_rate=rate, min_lr=rate / 10, seed=seed,
                                 out_dir=f"out/{i}"))
@@ -666,23 +682,24 @@ def test_epochs_table(tmp_path):
     assert "|" not in result.stdout and str(table_path) in result.stdout
     header, *rows = table(table_path.read_text())
     assert header == ["budget", "pool", "family", "epochs", "best rate", "bracketed", "best val loss by seed (step)",
-                      "mean", "final val loss by seed", "mean", "best rate by final", "vs best family"]
+                      "mean", "final val loss by seed", "mean", "best rate by final", "vs best family",
+                      "train loss at best", "val - train"]
     big, small = "docmix (0.41M tokens)", "docmix_pool0.1M (0.102M tokens)"
     assert rows == [  # by hand from POOL_SWEEP; the larger pool first, families by their mean best val loss
         # ranked on seed 1337 (2e-3 ran no seed 2), 1e-3 is best, and the lowest rate run
         ["0.5x", big, "MST 2x96 @0.43", "2.0", "1e-3", "**no**", "1337: 2.450 (100), 2: 2.470 (100)", "2.460",
-         "1337: 2.450, 2: 2.470", "2.460", "same", "best"],
+         "1337: 2.450, 2: 2.470", "2.460", "same", "best", "2.260", "+0.200"],
         ["0.5x", big, "dense 2x64", "2.0", "2e-3", "yes", "1337: 2.500 (100), 2: 2.560 (100)", "2.530",
-         "1337: 2.500, 2: 2.560", "2.530", "same", "+0.070"],
+         "1337: 2.500, 2: 2.560", "2.530", "same", "+0.070", "2.430", "+0.100"],
         ["0.5x", big, "dense 2x64, dropout=0.1", "2.0", "4e-3", "**no**", "1337: 2.520 (100), 2: 2.580 (100)",
-         "2.550", "1337: 2.520, 2: 2.580", "2.550", "same", "+0.090"],
+         "2.550", "1337: 2.520, 2: 2.580", "2.550", "same", "+0.090", "2.500", "+0.050"],
         # 100 steps of 8192 tokens over 102400 tokens: 8 epochs; dropout overfits least
         ["0.5x", small, "dense 2x64, dropout=0.1", "8.0", "2e-3", "yes", "1337: 2.900 (75)", "2.900",
-         "1337: 2.950", "2.950", "same", "best"],
+         "1337: 2.950", "2.950", "same", "best", "2.850", "+0.050"],
         ["0.5x", small, "dense 2x64", "8.0", "2e-3", "yes", "1337: 3.000 (75)", "3.000", "1337: 3.400", "3.400",
-         "**1e-3**: 3.150", "+0.100"],
+         "**1e-3**: 3.150", "+0.100", "2.900", "+0.100"],  # the train loss of step 75, not 2.4 at the end
         ["0.5x", small, "MST 2x96 @0.43", "8.0", "1e-3", "**no**", "1337: 3.050 (75)", "3.050", "1337: 3.300",
-         "3.300", "same", "+0.150"],
+         "3.300", "same", "+0.150", "2.850", "+0.200"],
     ]
     notes = table_path.read_text().split("\n\n", 1)[1]
     assert "Ranked on the final val loss instead, 1 of 6 rows pick another rate." in notes
