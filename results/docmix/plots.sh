@@ -4,6 +4,7 @@
 # paper/ from the metrics files committed here:
 #   bash results/docmix/plots.sh
 cd "$(dirname "$0")"
+# The families at two budgets; at 0.078x the levered MST with both rate powers, before and after the cliff fix:
 python ../../plot.py rates 0078x/*.jsonl cliff_0078x/*.jsonl 030x/*.jsonl --out rates.png --table rates.md --reference-flops 6.538e16 \
  --title "docmix, 32 x 1024 tokens a step, 2500 steps unless named; min_lr = rate / 10"
 # The same 0.078x families at 8 sequences a step (a quarter of the tokens and of the FLOPs):
