@@ -1,4 +1,4 @@
-# The comparison setup of README "Does MST deliver?" on the docmix corpus (40M GPT-2 tokens of
+# The comparison setup of results/docmix/README.md on the docmix corpus (40M GPT-2 tokens of
 # real text): GPT-2 124M, 32 x 1024 tokens per step, 2500 steps (about two epochs), dense. Its count,
 # 6.538e16 training FLOPs, is the unit of the study's budgets. The rate suits no model here: the best
 # peak rates measured (results/docmix, each bracketed) are 3.4e-3 for dense 12 x 128 (4.8e-3 as good),
