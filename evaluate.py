@@ -17,9 +17,11 @@ else dense. `hsa` and a pattern's name run at that window too, or at attn_window
 was dense. The numbers agree bit for bit on the CPU, and on CUDA with a
 run trained with --compile=False; a compiled run's may differ in the last bits.
 
-`report` lists each weight matrix's density (from the masks), how many positions changed
-between --previous and this checkpoint, and each layer type's share of the parameters and of
-the training FLOPs per token, counted as flops.training_flops_per_token (and train.py) counts.
+`report` lists each weight matrix's density (from the masks) and the RMS of its live weights; with
+--previous, how many positions changed since that checkpoint and how far the matrix moved,
+|W - W_previous| / |W_previous| (Frobenius norms): which layers run away at too high a rate. Then
+each layer type's share of the parameters and of the training FLOPs per token, counted as
+flops.training_flops_per_token (and train.py) counts.
 
 `hellaswag` scores the 10042 examples of HellaSwag's validation set (Zellers et al. 2019), which
 it downloads once into DATA_DIR/hellaswag/. Each candidate is the context and one of the 4 endings,
@@ -182,12 +184,17 @@ def build_report(path, previous=None):
         row = {"name": name, "type": layer_type(name), "shape": list(params[name].shape), "params": numel,
                "live": live, "density": live / numel, "sparsified": name in sparsified,
                "flops_per_token": linear_training_flops(numel, live / numel)}
+        weight = checkpoint["model"][name].reshape(-1).double()
+        row["rms"] = weight[mask].square().mean().sqrt().item() if live else 0.0  # of the live weights
         if before is not None:
             row["grown"] = int((mask & ~before[name]).sum())  # live now, dead before
             row["pruned"] = int((before[name] & ~mask).sum())  # live before, dead now
             row["changed"] = row["grown"] + row["pruned"]
+            # how far the matrix moved, relative to its size then: a layer that runs away shows here
+            weight_before = previous_checkpoint["model"][name].reshape(-1).double()
+            row["moved"] = ((weight - weight_before).norm() / weight_before.norm()).item()
         layers.append(row)
-        dead_nonzero += int((checkpoint["model"][name].reshape(-1)[~mask] != 0).sum())
+        dead_nonzero += int((weight[~mask] != 0).sum())
     numels, attention_shape = {r["name"]: r["params"] for r in layers}, (c.n_layer, c.n_embd, T)
     attention_flops = attention_training_flops(*attention_shape, attention_density)
     flops = training_flops_per_token(numels, attention_shape, {r["name"]: r["density"] for r in layers},
@@ -243,10 +250,11 @@ def print_report(r):
         print(f"changes since {r['previous']} (step {r['previous_step']}): {r['changed']:,} positions "
               f"({r['grown']:,} grown, {r['pruned']:,} pruned)")
     print()
-    header = ["layer", "type", "shape", "params", "live", "density"] + (["changed"] if "previous" in r else [])
+    since = "previous" in r
+    header = ["layer", "type", "shape", "params", "live", "density", "rms"] + (["changed", "moved"] if since else [])
     rows = [[row["name"], row["type"] + ("" if row["sparsified"] else " (dense)"), "x".join(map(str, row["shape"])),
-             f"{row['params']:,}", f"{row['live']:,}", f"{row['density']:.4f}"]
-            + ([f"{row['changed']:,}"] if "previous" in r else []) for row in r["layers"]]
+             f"{row['params']:,}", f"{row['live']:,}", f"{row['density']:.4f}", f"{row['rms']:.4f}"]
+            + ([f"{row['changed']:,}", f"{row['moved']:.3f}"] if since else []) for row in r["layers"]]
     print_table(header, rows, text_columns=3)
     print()
     rows = [[t["type"], f"{t['params']:,}", f"{t['param_share']:.1%}",

@@ -93,6 +93,7 @@ def masks_of(path):
 def test_report_densities_and_changes_match_the_masks(runs, tmp_path, capsys):
     report = run_evaluate(["report", "--ckpt", runs["mst_end"], "--previous", runs["ultra"]], tmp_path)
     after, before = masks_of(runs["mst_end"]), masks_of(runs["ultra"])
+    weights = {which: torch.load(runs[which], weights_only=True)["model"] for which in ("mst_end", "ultra")}
     layers = {row["name"]: row for row in report["layers"]}
     assert set(layers) == set(after)  # embedding_max_sparsity > 0: the embedding has a mask too
     total_changed = 0
@@ -104,6 +105,11 @@ def test_report_densities_and_changes_match_the_masks(runs, tmp_path, capsys):
         assert layers[name]["changed"] == changed
         assert layers[name]["grown"] == len(set(live) - set(live_before))
         total_changed += changed
+        # the RMS of the live weights and the relative move, in plain Python floats
+        w, w_before = weights["mst_end"][name].reshape(-1).tolist(), weights["ultra"][name].reshape(-1).tolist()
+        assert layers[name]["rms"] == pytest.approx(math.sqrt(sum(w[i] ** 2 for i in live) / len(live)), rel=1e-9)
+        moved = math.sqrt(sum((a - b) ** 2 for a, b in zip(w, w_before)) / sum(b ** 2 for b in w_before))
+        assert layers[name]["moved"] == pytest.approx(moved, rel=1e-9) and moved > 0
     assert report["changed"] == total_changed > 0
     assert report["density"] == pytest.approx(sum(int(m.sum()) for m in after.values())
                                               / sum(m.numel() for m in after.values()))
@@ -134,7 +140,7 @@ def test_report_flops_agree_with_train_py(runs, tmp_path):
 def test_report_of_a_dense_checkpoint_is_all_ones(runs, tmp_path):
     report = run_evaluate(["report", "--ckpt", runs["dense"], "--previous", runs["dense"]], tmp_path)
     assert report["density"] == report["density_all_params"] == 1.0
-    assert all(row["density"] == 1.0 and row["changed"] == 0 for row in report["layers"])
+    assert all(row["density"] == 1.0 and row["changed"] == 0 and row["moved"] == 0 for row in report["layers"])
     assert report["flops_per_token"] == report["flops_per_token_dense"]
 
 
