@@ -355,7 +355,8 @@ def set_density_scaled_rates(optimizer, lr, sparsity=None, density_power=1.0):
     (optimizer_groups) at lr / its density ** density_power. At power 1 it is SμPar's rule for Adam
     (Dey et al. 2024), under which a layer whose inputs are a share d live moves its outputs as far per
     step as the dense layer; 0.5 is milder (results/docmix: one rate step above the best costs under 0.1
-    nats, against up to 0.5 at power 1). The density is the live one, so the rate follows the phases."""
+    nats, against up to 0.5 at power 1). The density is the live one, so the rate follows the phases.
+    AdamW decays a weight by lr * weight_decay a step, so a group's decay grows with its rate."""
     for group in optimizer.param_groups:
         mask_group = sparsity.groups[group["mask_group"]] if "mask_group" in group else None
         density = 1.0 if mask_group is None else max(mask_group.live, 1) / mask_group.numel
